@@ -1,0 +1,249 @@
+"""The parametric brain: a calibrated choice model, no LLM.
+
+Per page the user repeatedly picks from a multinomial logit over the slate plus a no-click
+option (utility = taste x genres + conformity-weighted popularity + quality + heard-of
+bonus + diversity seeking - position decay; the no-click utility grows with fatigue), then
+leaves, searches or goes to the next page.  Ratings are 1-5 around the user's mean, shifted
+by item quality and the user's genre affinity.  On MovieLens the weights on taste,
+popularity and quality come from the population's calibration (see
+``simulator.datasets.population_from_ratings``) times the multipliers below.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from simulator.catalog import Catalog
+from simulator.population import Population
+from simulator.protocols import (ActivityChoice, Consumption, Dialogue, PageChoice, Post, PostDraft,
+                                 PostReaction, UserState)
+
+FEELINGS = {1: "hated it", 2: "was disappointed", 3: "found it okay", 4: "enjoyed it", 5: "loved it"}
+_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
+
+
+class ActivityMix(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    browse: float = Field(0.70, ge=0)
+    search: float = Field(0.12, ge=0)
+    chat: float = Field(0.08, ge=0)
+    post: float = Field(0.06, ge=0)
+    idle: float = Field(0.04, ge=0)
+
+    @model_validator(mode="after")
+    def _positive(self):
+        if self.browse + self.search + self.chat + self.post + self.idle <= 0:
+            raise ValueError("activity weights must not all be zero")
+        return self
+
+
+class ParametricBrain:
+    name: ClassVar[str] = "parametric"
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        calibrate: bool = Field(True, description="use weights fitted on the data when it has them")
+        taste_weight: float = Field(1.0, ge=0, le=50)
+        popularity_weight: float = Field(1.0, ge=-50, le=50)
+        quality_weight: float = Field(1.0, ge=-50, le=50)
+        position_decay: float = Field(0.3, ge=0, le=10, description="utility lost per log(1+position)")
+        no_click_utility: float = Field(1.0, ge=-50, le=50, description=(
+            "utility of watching nothing, relative to the user's top-1% item (its 99th-percentile utility)"))
+        fatigue: float = Field(0.5, ge=0, le=20, description="no-click utility added per page seen")
+        max_watch_per_page: int = Field(2, ge=1, le=200)
+        heard_of_bonus: float = Field(1.5, ge=0, le=50)
+        diversity_weight: float = Field(0.5, ge=0, le=20)
+        continue_bias: float = Field(1.5, ge=-20, le=20, description="logit of staying after a page")
+        search_rate: float = Field(0.1, ge=0, le=1, description="chance a staying user searches instead of paging")
+        rating_noise: float = Field(0.6, ge=0, le=5, description="rating noise as a share of the user's rating spread")
+        interest_rate: float = Field(0.6, ge=0, le=1)
+        repost_rate: float = Field(0.25, ge=0, le=1)
+        chat_turns: int = Field(4, ge=2, le=40)
+        activity: ActivityMix = Field(default_factory=ActivityMix)
+
+    def __init__(self, params: "ParametricBrain.Params | dict | None" = None, *, catalog: Catalog,
+                 population: Population, rng: np.random.Generator | None = None):
+        p = params if isinstance(params, self.Params) else self.Params.model_validate(params or {})
+        self.params = p
+        self.catalog = catalog
+        self.population = population
+        cal = population.calibration if p.calibrate else {}
+        self.b_taste = p.taste_weight * cal.get("choice_taste", 1.0)
+        self.b_pop = p.popularity_weight * cal.get("choice_popularity", 2.0)
+        self.b_quality = p.quality_weight * cal.get("choice_quality", 1.0)
+        self.r_quality = cal.get("rating_quality", 1.0)
+        self.r_affinity = cal.get("rating_affinity", 1.0)
+        prof = population.profiles
+        self.conformity = prof["conformity"].to_numpy(np.float64)
+        self.diversity = prof["diversity"].to_numpy(np.float64)
+        self.r_mean = prof["rating_mean"].to_numpy(np.float64)
+        self.r_std = prof["rating_std"].to_numpy(np.float64)
+        self.taste = population.taste.astype(np.float64)
+        self.raff = population.rating_affinity.astype(np.float64)
+        self.gdist = catalog.genre_dist.astype(np.float64)
+        a = p.activity
+        w = np.array([a.browse, a.search, a.chat, a.post, a.idle])
+        self._mix_p = w / w.sum()
+        self._mix = ("browse", "search", "chat", "post", "idle")
+        self._short_titles = [_YEAR.sub("", t) for t in catalog.titles]
+        self.reference = self._reference_utility(rng if rng is not None else np.random.default_rng(0))
+
+    def _reference_utility(self, rng: np.random.Generator, n_sample: int = 1000) -> np.ndarray:
+        """Per user, the 99th percentile of item utility over a sample of the catalog: the scale
+        the no-click option is set against, so one default fits any catalog and calibration."""
+        n = len(self.catalog)
+        items = rng.choice(n, size=min(n, n_sample), replace=False)
+        g = self.gdist[items]
+        base = self.b_quality * self.catalog.quality[items]
+        pop = self.catalog.popularity[items]
+        out = np.empty(len(self.population))
+        for lo in range(0, len(out), 2048):
+            hi = min(len(out), lo + 2048)
+            u = (self.b_taste * (self.taste[lo:hi] @ g.T) + base
+                 + self.b_pop * (0.5 + self.conformity[lo:hi, None]) * pop)
+            out[lo:hi] = np.quantile(u, 0.99, axis=1)
+        return out
+
+    # ------------------------------------------------------------------ the choice model
+
+    def utilities(self, state: UserState, items: np.ndarray) -> np.ndarray:
+        """Deterministic utility of each item in slate order (position effect included)."""
+        u = state.index
+        items = np.asarray(items, dtype=np.int64)
+        g = self.gdist[items]
+        util = (self.b_taste * (g @ self.taste[u])
+                + self.b_pop * (0.5 + self.conformity[u]) * self.catalog.popularity[items]
+                + self.b_quality * self.catalog.quality[items]
+                - self.params.position_decay * np.log1p(np.arange(len(items))))
+        if state.heard_of:
+            util += self.params.heard_of_bonus * np.fromiter((i in state.heard_of for i in items.tolist()), bool, len(items))
+        if state.session_watched and self.params.diversity_weight:
+            seen_g = self.gdist[state.session_watched].sum(axis=0) > 0
+            novelty = (g * ~seen_g).sum(axis=1)      # share of the item's genres new in this session
+            util += self.params.diversity_weight * self.diversity[u] * novelty
+        if state.seen:
+            util -= 4.0 * np.fromiter((i in state.seen for i in items.tolist()), bool, len(items))
+        return util
+
+    def no_click_utility(self, state: UserState) -> float:
+        return (self.reference[state.index] + self.params.no_click_utility
+                + self.params.fatigue * max(0, state.pages_seen - 1))
+
+    def click_probabilities(self, state: UserState, items: np.ndarray) -> np.ndarray:
+        """The true probability that the user's first pick on this page is each item
+        (the remainder, ``1 - sum``, is the no-click probability)."""
+        util = self.utilities(state, items)
+        z = np.concatenate(([self.no_click_utility(state)], util))
+        z = np.exp(z - z.max())
+        return z[1:] / z.sum()
+
+    # ------------------------------------------------------------------ decisions
+
+    def choose_activity(self, state: UserState, now: float) -> ActivityChoice:
+        kind = self._mix[int(state.rng.choice(5, p=self._mix_p))]
+        if kind == "post" and self._postable(state) is None:
+            kind = "browse"
+        if kind == "browse" and state.heard_of and state.rng.random() < 0.3:
+            kind = "search"
+        return ActivityChoice(kind)
+
+    def search_query(self, state: UserState, now: float) -> str:
+        rng = state.rng
+        if state.heard_of and rng.random() < 0.7:
+            heard = list(state.heard_of)
+            return self._short_titles[heard[int(rng.integers(len(heard)))]]
+        t = self.taste[state.index]
+        p = np.exp(t - t.max())
+        return self.catalog.genre_names[int(rng.choice(len(p), p=p / p.sum()))]
+
+    def choose_from_slate(self, state: UserState, items: np.ndarray, page: int, now: float) -> PageChoice:
+        rng = state.rng
+        util = self.utilities(state, items)
+        u0 = self.no_click_utility(state)
+        left = list(range(len(items)))
+        picks: list[int] = []
+        while left and len(picks) < self.params.max_watch_per_page:
+            z = np.concatenate(([u0], util[left]))
+            z = np.exp(z - z.max())
+            j = int(rng.choice(len(z), p=z / z.sum()))
+            if j == 0:
+                break
+            picks.append(left.pop(j - 1))
+            u0 += self.params.fatigue + 1.0          # a second film on one page is much less likely
+        stay = self.params.continue_bias - self.params.fatigue * state.pages_seen - 0.8 * len(picks)
+        if rng.random() >= 1 / (1 + np.exp(-stay)):
+            return PageChoice(picks, "leave")
+        if rng.random() < self.params.search_rate:
+            return PageChoice(picks, "search", self.search_query(state, now))
+        return PageChoice(picks, "next")
+
+    def expected_rating(self, state: UserState, item: int) -> float:
+        u = state.index
+        return float(self.r_mean[u] + self.r_quality * self.catalog.quality[item]
+                     + self.r_affinity * self.gdist[item] @ self.raff[u])
+
+    def consume(self, state: UserState, item: int, now: float) -> Consumption:
+        rng = state.rng
+        noisy = self.expected_rating(state, item) + rng.normal(0, self.params.rating_noise * self.r_std[state.index])
+        rating = float(np.clip(np.rint(noisy), 1, 5))
+        share = 1.0 if rating >= 3 else float(rng.uniform(0.15, 0.7))     # disliked items are abandoned
+        return Consumption(minutes=float(self.catalog.duration[item]) * share, rating=rating,
+                           feeling=FEELINGS[int(rating)])
+
+    def _liked(self, state: UserState) -> list[tuple[int, float]]:
+        """Items the user liked in this run, most recent first."""
+        return [(i, r) for i, r in reversed(state.watched) if r >= 4]
+
+    def _favourites(self, state: UserState) -> list[tuple[int, float]]:
+        """Liked items of this run, then the best-rated items from before the run."""
+        fav = self._liked(state)
+        items, ratings = self.population.history[state.index], self.population.history_ratings[state.index]
+        if len(ratings):
+            top = np.argsort(-ratings, kind="stable")[:5]
+            fav += [(int(items[j]), float(ratings[j])) for j in top if ratings[j] >= 4]
+        return fav
+
+    def _postable(self, state: UserState) -> int | None:
+        posted = state.extra.setdefault("posted", set())
+        for i, _ in self._liked(state):
+            if i not in posted:
+                return i
+        return None
+
+    def chat(self, state: UserState, partner: UserState, now: float) -> Dialogue:
+        lines: list[tuple[int, str]] = []
+        mentioned: dict[int, int] = {}
+        speakers = (state, partner)
+        offers = [self._favourites(s) for s in speakers]
+        for turn in range(self.params.chat_turns):
+            s = speakers[turn % 2]
+            liked = offers[turn % 2]
+            if liked:
+                item, r = liked.pop(0)
+                mentioned.setdefault(item, s.index)
+                lines.append((s.user_id, f"I watched {self.catalog.titles[item]} and gave it {r:g}/5, you should see it."))
+            elif turn < 2:
+                lines.append((s.user_id, "I haven't seen anything great lately. Any tips?"))
+            else:
+                lines.append((s.user_id, "Thanks, I'll look for it."))
+        return Dialogue(lines, mentioned)
+
+    def write_post(self, state: UserState, now: float) -> PostDraft | None:
+        item = self._postable(state)
+        if item is None:
+            return None
+        state.extra["posted"].add(item)
+        rating = next(r for i, r in reversed(state.watched) if i == item)
+        return PostDraft(item, f"Just watched {self.catalog.titles[item]}: {FEELINGS[int(rating)]} ({rating:g}/5).")
+
+    def read_post(self, state: UserState, post: Post, now: float) -> PostReaction:
+        rng = state.rng
+        affinity = float(self.gdist[post.item] @ self.taste[state.index])
+        p_interest = self.params.interest_rate / (1 + np.exp(-affinity))
+        interested = bool(rng.random() < 2 * p_interest * (0.5 + self.conformity[state.index]) / 2)
+        repost = interested and bool(rng.random() < self.params.repost_rate * self.conformity[state.index])
+        return PostReaction(interested, repost)

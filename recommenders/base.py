@@ -1,0 +1,86 @@
+"""Shared machinery for recommenders: exclusion, search, paging.
+
+A subclass gives a score per candidate item (``item_scores``); the base class removes
+excluded items, puts search matches first (more query words matched = earlier), pages the
+result, and keeps each user's ranking of the current browsing run so later pages continue
+it without repeats.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from simulator.protocols import Feedback, Slate, SlateRequest
+
+CACHED_PAGES = 10
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BaseRecommender:
+    name: ClassVar[str] = "base"
+    Params: ClassVar[type[BaseModel]] = Params
+
+    def __init__(self, params: BaseModel | dict | None = None, *, rng: np.random.Generator | None = None):
+        self.params = params if isinstance(params, self.Params) else self.Params.model_validate(params or {})
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.catalog = None
+        self._runs: dict[int, tuple[str | None, np.ndarray]] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params!r})"
+
+    # --------------------------------------------------------------- to override
+
+    def fit(self, interactions, catalog) -> None:
+        self.catalog = catalog
+
+    def item_scores(self, request: SlateRequest, candidates: np.ndarray) -> np.ndarray:
+        """Higher is better, one score per candidate item index."""
+        raise NotImplementedError
+
+    def rank_all(self, request: SlateRequest, allowed: np.ndarray) -> np.ndarray:
+        """All allowed items, best first (override when a faster path exists)."""
+        cand = np.flatnonzero(allowed)
+        return cand[np.argsort(-self.item_scores(request, cand), kind="stable")]
+
+    def update(self, feedback: Feedback) -> None:
+        pass
+
+    # --------------------------------------------------------------- shared
+
+    def recommend(self, request: SlateRequest) -> Slate:
+        if self.catalog is None:
+            raise RuntimeError(f"recommender {self.name!r} is not fitted: call fit(interactions, catalog) first")
+        k, page = request.k, request.page
+        cached = self._runs.get(request.user)
+        need = (page + 1) * k
+        if page == 0 or cached is None or cached[0] != request.query or len(cached[1]) < need:
+            ranked = self._rank(request)
+            if page == 0 or cached is None or cached[0] != request.query:
+                keep = ranked[: max(need, CACHED_PAGES * k)]
+            else:   # ran past the cache: continue the ranking without repeating earlier pages
+                fresh = ranked[~np.isin(ranked, cached[1])]
+                keep = np.concatenate([cached[1], fresh[: max(need, CACHED_PAGES * k) - len(cached[1])]])
+            self._runs[request.user] = (request.query, keep)
+            cached = self._runs[request.user]
+        return Slate(cached[1][page * k: need].copy())
+
+    def _rank(self, request: SlateRequest) -> np.ndarray:
+        n = len(self.catalog)
+        allowed = np.ones(n, dtype=bool)
+        if len(request.exclude):
+            allowed[request.exclude] = False
+        if not request.query:
+            return self.rank_all(request, allowed)
+        hits = self.catalog.search(request.query)
+        hits = hits[allowed[hits]]
+        if len(hits) == 0:
+            return hits
+        level = self.catalog.query_matches(request.query, hits)
+        return hits[np.lexsort((-self.item_scores(request, hits), -level))]

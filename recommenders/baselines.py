@@ -1,0 +1,86 @@
+"""Baseline recommenders: ``random`` and ``popularity``."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from simulator.protocols import Feedback, Slate, SlateRequest
+
+from .base import BaseRecommender, Params
+
+
+class RandomRecommender(BaseRecommender):
+    """Uniformly random unseen items (search results in random order within each match level)."""
+
+    name: ClassVar[str] = "random"
+
+    def item_scores(self, request: SlateRequest, candidates: np.ndarray) -> np.ndarray:
+        return self.rng.random(len(candidates))
+
+
+class PopularityRecommender(BaseRecommender):
+    """Most watched items in a recent window of simulated time, excluding items the user has seen.
+
+    Warm start: historical interaction counts from ``fit``, scaled so the most-interacted item
+    counts as ``prior_weight`` watches; in-world watches older than ``window_days`` expire.
+    The ranking is recomputed at most every ``refresh_minutes`` of simulated time.
+    """
+
+    name: ClassVar[str] = "popularity"
+
+    class Params(Params):
+        window_days: float = Field(7.0, gt=0, le=3650, description="watches count for this many simulated days")
+        prior_weight: float = Field(5.0, ge=0, le=1e9, description="watches the top historical item is worth")
+        refresh_minutes: float = Field(60.0, ge=0, le=525_600, description="how stale the ranking may get")
+
+    def fit(self, interactions, catalog) -> None:
+        super().fit(interactions, catalog)
+        n = len(catalog)
+        prior = np.zeros(n)
+        if interactions is not None and len(interactions):
+            prior = np.bincount(interactions["item"].to_numpy(np.int64), minlength=n).astype(np.float64)
+        elif catalog.items["n_ratings"].sum() > 0:
+            prior = catalog.items["n_ratings"].to_numpy(np.float64)
+        self.prior = prior / prior.max() * self.params.prior_weight if prior.max() > 0 else prior
+        self.counts = np.zeros(n)
+        self._window: deque[tuple[float, np.ndarray]] = deque()
+        self._order = None
+        self._order_time = -np.inf
+        self._dirty = True
+
+    def scores(self, now: float) -> np.ndarray:
+        horizon = now - self.params.window_days * 1440.0
+        while self._window and self._window[0][0] < horizon:
+            _, items = self._window.popleft()
+            np.subtract.at(self.counts, items, 1.0)
+            self._dirty = True
+        return self.prior + self.counts
+
+    def ranking(self, now: float) -> np.ndarray:
+        if self._order is None or (self._dirty and now - self._order_time >= self.params.refresh_minutes):
+            s = self.scores(now)
+            self._order = np.lexsort((np.arange(len(s)), -s))     # ties: catalog order
+            self._order_time = now
+            self._dirty = False
+        return self._order
+
+    def item_scores(self, request: SlateRequest, candidates: np.ndarray) -> np.ndarray:
+        order = self.ranking(request.time)
+        rank = np.empty(len(order), dtype=np.float64)
+        rank[order] = np.arange(len(order), 0, -1)
+        return rank[candidates]
+
+    def rank_all(self, request: SlateRequest, allowed: np.ndarray) -> np.ndarray:
+        order = self.ranking(request.time)
+        return order[allowed[order]]
+
+    def update(self, feedback: Feedback) -> None:
+        if len(feedback.clicked):
+            items = np.asarray(feedback.slate.items)[feedback.clicked]
+            self._window.append((feedback.time, items))
+            np.add.at(self.counts, items, 1.0)
+            self._dirty = True

@@ -1,0 +1,42 @@
+"""RecWorld core: world, time, events, catalog, social graph, scenarios, metrics, reports, CLI.
+
+Heavy modules load on first use, so ``import simulator`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Scenario": "simulator.scenario",
+    "ScenarioError": "simulator.scenario",
+    "load_scenario": "simulator.scenario",
+    "run_scenario": "simulator.run",
+    "load_run": "simulator.run",
+    "Run": "simulator.run",
+    "build_world": "simulator.build",
+    "build_parts": "simulator.build",
+    "World": "simulator.world",
+    "Catalog": "simulator.catalog",
+    "Population": "simulator.population",
+    "SocialGraph": "simulator.social",
+    "EventKind": "simulator.events",
+    "load_movielens": "simulator.datasets",
+    "load_products": "simulator.datasets",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'simulator' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,88 @@
+"""Scenario -> World: the one place where data, population, graph and plug-ins are put together.
+
+Randomness: one ``SeedSequence(scenario.seed)`` is split into independent streams for the
+data, the population, the graph, the recommender and every user, so the same scenario
+always gives the same world and the same events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import registry
+from .catalog import Catalog
+from .datasets import (INTERACTION_COLUMNS, bundled_movielens_path, load_movielens, load_products,
+                       population_from_ratings, synthetic_catalog, synthetic_population)
+from .events import EventLog
+from .population import Population
+from .scenario import Scenario, plugin_params, validate_plugins
+from .social import SocialGraph
+from .world import World
+
+
+@dataclass
+class Parts:
+    catalog: Catalog
+    population: Population
+    interactions: pd.DataFrame
+    graph: SocialGraph
+
+
+def build_parts(scenario: Scenario) -> Parts:
+    """Catalog, population, warm-start interactions and social graph of a scenario."""
+    s_data, s_pop, s_graph = np.random.SeedSequence(scenario.seed).spawn(6)[:3]
+    d, pop_cfg, act = scenario.data, scenario.population, scenario.population.activity
+    act_kw = dict(activity_median=act.median_sessions_per_day, activity_tail=act.tail_index,
+                  activity_max=act.max_sessions_per_day)
+    if d.source == "movielens":
+        ml = load_movielens(d.path or bundled_movielens_path(), n_tags=d.n_tags)
+        catalog, interactions = ml.catalog, ml.ratings
+        population = population_from_ratings(catalog, interactions, pop_cfg.size, np.random.default_rng(s_pop),
+                                              sample=pop_cfg.sample, min_ratings=d.min_ratings, **act_kw)
+    else:
+        if d.source == "synthetic":
+            catalog = synthetic_catalog(d.n_items, d.n_genres, np.random.default_rng(s_data), d.duration_mean)
+        else:
+            catalog = load_products(d.path, consume_minutes=d.consume_minutes)
+        interactions = pd.DataFrame({c: pd.Series(dtype="int64") for c in INTERACTION_COLUMNS})
+        population = synthetic_population(catalog, pop_cfg.size, np.random.default_rng(s_pop), **act_kw)
+    sc = scenario.social
+    if sc.graph == "edgelist":
+        graph = SocialGraph.from_edgelist(sc.path, population.ids, directed=sc.directed)
+    else:
+        graph = SocialGraph.generate(sc.graph, len(population), np.random.default_rng(s_graph),
+                                     degree=sc.degree, rewire=sc.rewire)
+    return Parts(catalog, population, interactions, graph)
+
+
+def make_recommender(scenario: Scenario, parts: Parts):
+    cfg = scenario.recommender
+    cls = registry.load("recommenders", cfg.name)
+    s_rec = np.random.SeedSequence(scenario.seed).spawn(6)[3]
+    rec = cls(plugin_params(cls, cfg), rng=np.random.default_rng(s_rec))
+    rec.fit(parts.interactions, parts.catalog)
+    return rec
+
+
+def make_brain(scenario: Scenario, parts: Parts):
+    cfg = scenario.population.brain
+    cls = registry.load("brains", cfg.name)
+    s_brain = np.random.SeedSequence(scenario.seed).spawn(6)[4]
+    return cls(plugin_params(cls, cfg), catalog=parts.catalog, population=parts.population,
+               rng=np.random.default_rng(s_brain))
+
+
+def build_world(scenario: Scenario, out_dir: str | Path, parts: Parts | None = None) -> World:
+    """A ready-to-run World writing its event log under ``out_dir``."""
+    validate_plugins(scenario)
+    parts = parts or build_parts(scenario)
+    user_seeds = np.random.SeedSequence(scenario.seed).spawn(6)[5]
+    log = EventLog(out_dir, flush_every=scenario.output.flush_every)
+    world = World(scenario, parts.catalog, parts.population, parts.graph,
+                  make_recommender(scenario, parts), make_brain(scenario, parts), log, user_seeds)
+    world.parts = parts
+    return world

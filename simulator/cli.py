@@ -1,0 +1,89 @@
+"""The ``recworld`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="recworld", description="Agent-based user simulation for recommender systems.")
+    p.add_argument("--version", action="version", version=f"recworld {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add_set(sp):
+        sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a scenario field, e.g. --set population.size=100 (repeatable)")
+
+    r = sub.add_parser("run", help="run a scenario and write a run folder")
+    r.add_argument("scenario", help="scenario YAML file")
+    r.add_argument("--out", help="run folder (default: runs/NAME-seedN-TIMESTAMP)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_set(r)
+
+    v = sub.add_parser("validate", help="check a scenario file; exit 0 if valid")
+    v.add_argument("scenario")
+    v.add_argument("--print", action="store_true", help="print the resolved scenario")
+    add_set(v)
+
+    ls = sub.add_parser("list", help="list the registered recommenders and brains")
+    ls.add_argument("kind", nargs="?", choices=["recommenders", "brains"])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .scenario import ScenarioError
+
+    try:
+        if args.command == "validate":
+            from .scenario import load_scenario, validate_plugins
+
+            scn = load_scenario(args.scenario, args.overrides)
+            validate_plugins(scn)
+            if args.print:
+                print(scn.to_yaml(), end="")
+            else:
+                print(f"{args.scenario}: valid")
+            return 0
+        if args.command == "list":
+            from .registry import available
+
+            for kind in [args.kind] if args.kind else ["recommenders", "brains"]:
+                print(f"{kind}:")
+                for name, target in available(kind).items():
+                    print(f"  {name:<14} {target}")
+            return 0
+        if args.command == "run":
+            from .run import run_scenario
+
+            out = run_scenario(args.scenario, args.out, args.overrides, progress=not args.no_progress,
+                               overwrite=args.overwrite)
+            metrics = json.loads((out / "metrics.json").read_text())
+            keys = ("sessions", "slates_shown", "ctr", "watches", "mean_rating", "catalog_coverage",
+                    "exposure_gini", "chats", "posts", "post_reach_mean")
+            print(f"run folder: {out}")
+            print("  " + "  ".join(f"{k}={metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
+                                   for k in keys if metrics.get(k) is not None))
+            print(f"  report: {out / 'report.md'}")
+            return 0
+    except ScenarioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: events so far, metrics and report were written to the run folder", file=sys.stderr)
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Typed event records, streamed to the run folder while the world runs.
+
+All events share one flat schema (``EVENT_SCHEMA``); fields that do not apply to a kind are
+null.  The log is written in parts (``events.parts/part-NNNNN.parquet``, each a complete
+Parquet file) every ``flush_every`` events, and merged into ``events.parquet`` when the run
+ends.  A run that dies before the merge keeps every flushed part, and ``load_run`` reads them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from enum import Enum
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class EventKind(str, Enum):
+    SESSION_START = "session_start"   # a user starts a session; text = chosen activity
+    SESSION_END = "session_end"       # value = session length in minutes
+    SLATE = "slate"                   # a page of recommendations shown; items, page, slate_id, text = query
+    WATCH = "watch"                   # user starts consuming item; slate_id/position if from a slate; value = minutes
+    RATE = "rate"                     # user rates item after watching; value = rating 1-5, text = feeling
+    SEARCH = "search"                 # user issues a query; text = query
+    LEAVE = "leave"                   # user stops browsing; text = reason
+    CHAT = "chat"                     # one dialogue; other_id = partner, items = items mentioned, text = dialogue
+    HEARD = "heard"                   # user learns of item from other_id (chat or post)
+    POST = "post"                     # user posts to followers; post_id, root_id, value = hop, item_id, value
+    READ_POST = "read_post"           # follower reads a post; post_id, root_id, other_id = author
+
+
+EVENT_SCHEMA = pa.schema([
+    ("time", pa.float64()),        # simulated minutes since start
+    ("kind", pa.string()),
+    ("user_id", pa.int64()),
+    ("session", pa.int64()),       # per-user session counter
+    ("item_id", pa.int64()),
+    ("other_id", pa.int64()),      # another user: chat partner, post author, source of a 'heard'
+    ("slate_id", pa.int64()),
+    ("post_id", pa.int64()),
+    ("root_id", pa.int64()),       # original post of a repost chain
+    ("page", pa.int32()),
+    ("position", pa.int32()),
+    ("value", pa.float64()),
+    ("items", pa.list_(pa.int64())),
+    ("text", pa.string()),
+])
+FIELDS = tuple(EVENT_SCHEMA.names)
+
+
+class EventLog:
+    """Columnar buffer with periodic flushes to Parquet parts.
+
+    ``emit(kind, time, user_id, **fields)`` appends one event.  Use as a context manager (or
+    call ``close``) so the parts are merged even when the run raises.
+    """
+
+    def __init__(self, folder: str | Path, flush_every: int = 50_000):
+        self.folder = Path(folder)
+        self.parts_dir = self.folder / "events.parts"
+        self.path = self.folder / "events.parquet"
+        self.flush_every = int(flush_every)
+        self._cols: dict[str, list] = {f: [] for f in FIELDS}
+        self._n_parts = 0
+        self.count = 0
+        self.counts: dict[str, int] = {}
+        self.closed = False
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+
+    def emit(self, kind: EventKind, time: float, user_id: int, **fields) -> None:
+        cols = self._cols
+        cols["time"].append(float(time))
+        cols["kind"].append(kind.value)
+        cols["user_id"].append(int(user_id))
+        for f in FIELDS[3:]:
+            cols[f].append(fields.pop(f, None))
+        if fields:
+            raise TypeError(f"unknown event fields {sorted(fields)}; known: {list(FIELDS)}")
+        self.count += 1
+        self.counts[kind.value] = self.counts.get(kind.value, 0) + 1
+        if len(cols["time"]) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._cols["time"]:
+            return
+        table = pa.table(self._cols, schema=EVENT_SCHEMA)
+        tmp = self.parts_dir / f".part-{self._n_parts:05d}.tmp"
+        pq.write_table(table, tmp)
+        tmp.rename(self.parts_dir / f"part-{self._n_parts:05d}.parquet")   # atomic: a part is whole or absent
+        self._n_parts += 1
+        self._cols = {f: [] for f in FIELDS}
+
+    def close(self) -> Path:
+        """Flush and merge the parts into ``events.parquet`` (idempotent)."""
+        if self.closed:
+            return self.path
+        self.flush()
+        parts = sorted(self.parts_dir.glob("part-*.parquet"))
+        tmp = self.folder / ".events.parquet.tmp"
+        with pq.ParquetWriter(tmp, EVENT_SCHEMA) as w:
+            if not parts:
+                w.write_table(EVENT_SCHEMA.empty_table())
+            for p in parts:
+                w.write_table(pq.read_table(p, schema=EVENT_SCHEMA))
+        tmp.rename(self.path)
+        shutil.rmtree(self.parts_dir, ignore_errors=True)
+        self.closed = True
+        return self.path
+
+    def __enter__(self) -> "EventLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _to_pandas(table: pa.Table):
+    """Nullable integer columns stay integers (pandas ``Int64``), not floats with NaN."""
+    import pandas as pd
+
+    mapping = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}
+    return table.to_pandas(types_mapper=mapping.get)
+
+
+def read_events(folder: str | Path):
+    """The event table of a run folder as a pandas DataFrame (merged file, or the parts of a crashed run)."""
+    folder = Path(folder)
+    path = folder / "events.parquet"
+    if path.exists():
+        return _to_pandas(pq.read_table(path))
+    parts = sorted((folder / "events.parts").glob("part-*.parquet"))
+    if not parts:
+        raise FileNotFoundError(f"{folder} has no events.parquet and no events.parts/: is it a RecWorld run folder?")
+    return _to_pandas(pa.concat_tables([pq.read_table(p, schema=EVENT_SCHEMA) for p in parts]))

@@ -1,0 +1,114 @@
+"""``report.md`` with PNG plots for a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .metrics import lorenz
+
+METRIC_LABELS = {
+    "users": "users", "active_users": "active users", "sessions": "sessions", "slates_shown": "slates shown",
+    "impressions": "items shown", "ctr": "CTR (watches / items shown)", "slate_ctr": "slates with a watch",
+    "watches": "watches", "watch_minutes": "minutes watched", "mean_rating": "mean rating",
+    "searches": "searches", "catalog_coverage": "catalog coverage (shown)",
+    "watched_coverage": "catalog coverage (watched)", "exposure_gini": "exposure Gini",
+    "genre_entropy_per_user": "genre entropy per user (bits)", "chats": "chats", "heard_of": "items heard of",
+    "posts": "posts", "reposts": "re-posts", "post_reads": "post reads", "post_reach_mean": "mean post reach",
+    "post_reach_max": "max post reach",
+}
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.4f}" if abs(v) < 10 else f"{v:,.1f}"
+    return f"{v:,}"
+
+
+def make_plots(folder: Path, ts: pd.DataFrame, shown_counts: np.ndarray) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plots = folder / "plots"
+    plots.mkdir(exist_ok=True)
+    b = ts.attrs.get("bin_minutes", 60.0)
+    unit, scale = ("hours", 60.0) if b < 1440 else ("days", 1440.0)
+    x = ts["start_minute"].to_numpy() / scale
+    out = {}
+
+    def save(fig, name, title):
+        fig.tight_layout()
+        fig.savefig(plots / name, dpi=110)
+        plt.close(fig)
+        out[title] = f"plots/{name}"
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(x, ts["ctr"], marker="o", ms=3)
+    ax.set(xlabel=f"simulated {unit}", ylabel="watches / items shown", title="CTR over time")
+    ax.grid(alpha=0.3)
+    save(fig, "ctr_over_time.png", "CTR over time")
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    px, py = lorenz(shown_counts)
+    ax.plot(px, py, label="exposure")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="equal exposure")
+    ax.set(xlabel="share of items (least shown first)", ylabel="share of impressions",
+           title="Exposure concentration (Lorenz)")
+    ax.legend()
+    save(fig, "exposure_lorenz.png", "Exposure concentration")
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(x, ts["genre_entropy"], marker="o", ms=3, color="tab:green", alpha=0.6, label="in each period")
+    ax.plot(x, ts["genre_entropy_cumulative"], color="tab:green", lw=2, label="everything so far")
+    ax.set(xlabel=f"simulated {unit}", ylabel="bits", title="Genre entropy of what users watched (mean over users)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    save(fig, "diversity_over_time.png", "Diversity over time")
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for col in ("sessions", "watches", "chats", "posts"):
+        ax.plot(x, ts[col], label=col)
+    ax.set(xlabel=f"simulated {unit}", ylabel=f"count per {b / 60:g} h" if b < 1440 else f"count per {b / 1440:g} d",
+           title="Activity")
+    ax.legend(ncol=4, fontsize=8)
+    ax.grid(alpha=0.3)
+    save(fig, "activity.png", "Activity")
+    return out
+
+
+def write_report(folder: Path, scenario, metrics: dict, ts: pd.DataFrame, shown_counts: np.ndarray,
+                 status: str = "completed", plots: bool = True) -> Path:
+    folder = Path(folder)
+    images = make_plots(folder, ts, shown_counts) if plots else {}
+    lines = [
+        f"# RecWorld run: {scenario.name}",
+        "",
+        scenario.description.strip() if scenario.description else "",
+        "",
+        f"- status: **{status}**",
+        f"- seed: {scenario.seed}; simulated days: {scenario.duration_days:g}",
+        f"- data: {scenario.data.source}; users: {scenario.population.size}; "
+        f"brain: {scenario.population.brain.name}; recommender: {scenario.recommender.name}",
+        f"- social graph: {scenario.social.graph}",
+        "",
+        "## Metrics",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    for key, label in METRIC_LABELS.items():
+        if key in metrics:
+            lines.append(f"| {label} | {_fmt(metrics[key])} |")
+    for title, rel in images.items():
+        lines += ["", f"## {title}", "", f"![{title}]({rel})"]
+    lines += ["", "Files: `scenario.yaml` (resolved), `events.parquet`, `users.parquet`, `items.parquet`, "
+              "`metrics.json`, `timeseries.csv`. Load them with `simulator.load_run(folder)`.", ""]
+    path = folder / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

@@ -1,0 +1,313 @@
+"""Scenario files: a pydantic schema with defaults and validated ranges.
+
+A wrong key or value raises ``ScenarioError`` naming the field path (``population.size``),
+what was given and what is allowed.  Relative paths inside a YAML file are taken relative
+to that file; paths given with ``--set`` relative to the current directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
+                      model_validator)
+
+PATH_FIELDS = ("data.path", "social.path")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MovieLensData(Strict):
+    """The ml-latest-small layout at ``path``; null = the sample bundled with RecWorld."""
+    source: Literal["movielens"] = "movielens"
+    path: str | None = None
+    min_ratings: int = Field(20, ge=1, le=100_000, description="users need this many ratings to be sampled")
+    n_tags: int = Field(10, ge=0, le=100, description="most frequent tags added to an item's text")
+
+
+class SyntheticData(Strict):
+    source: Literal["synthetic"] = "synthetic"
+    n_items: int = Field(1000, ge=1, le=2_000_000)
+    n_genres: int = Field(12, ge=1, le=200)
+    duration_mean: float = Field(100.0, gt=0, le=1440, description="mean item duration, minutes")
+
+
+class ProductsData(Strict):
+    """A JSONL product catalog (one object per line with a Name field); users are synthetic."""
+    source: Literal["products"] = "products"
+    path: str
+    consume_minutes: float = Field(5.0, gt=0, le=1440)
+
+
+def _data_tag(v: Any) -> str:
+    if isinstance(v, dict):
+        return v.get("source", "movielens")
+    return getattr(v, "source", "movielens")
+
+
+DataConfig = Annotated[
+    Union[Annotated[MovieLensData, Tag("movielens")], Annotated[SyntheticData, Tag("synthetic")],
+          Annotated[ProductsData, Tag("products")]],
+    Discriminator(_data_tag, custom_error_type="invalid_source",
+                  custom_error_message="data.source must be one of 'movielens', 'synthetic', 'products'"),
+]
+
+
+class PluginConfig(BaseModel):
+    """``name`` picks a registered plug-in; every other key is a parameter it validates itself."""
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class BrainConfig(PluginConfig):
+    name: str = "parametric"
+
+
+class RecommenderConfig(PluginConfig):
+    name: str = "popularity"
+
+
+class ActivityConfig(Strict):
+    median_sessions_per_day: float = Field(1.0, gt=0, le=200)
+    tail_index: float = Field(1.5, ge=0.2, le=20, description="Pareto tail index; smaller = heavier tail")
+    max_sessions_per_day: float = Field(24.0, gt=0, le=1440)
+
+
+class PopulationConfig(Strict):
+    size: int = Field(50, ge=1, le=5_000_000)
+    sample: Literal["random", "most_active"] = "random"
+    activity: ActivityConfig = Field(default_factory=ActivityConfig)
+    brain: BrainConfig = Field(default_factory=BrainConfig)
+
+
+class SocialConfig(Strict):
+    graph: Literal["small_world", "scale_free", "random", "none", "edgelist"] = "small_world"
+    degree: int = Field(6, ge=1, le=10_000, description="mean number of friends")
+    rewire: float = Field(0.1, ge=0, le=1, description="small-world rewiring probability")
+    path: str | None = Field(None, description="edge list file for graph: edgelist")
+    directed: bool = Field(False, description="edge list rows 'a b' mean b follows a")
+
+    @model_validator(mode="after")
+    def _edgelist_needs_path(self):
+        if self.graph == "edgelist" and not self.path:
+            raise ValueError("graph 'edgelist' needs social.path (a file of user-id pairs)")
+        return self
+
+
+class SessionConfig(Strict):
+    page_size: int = Field(10, ge=1, le=200, description="items per recommendation page")
+    max_pages: int = Field(5, ge=1, le=1000)
+    think_minutes: float = Field(1.0, ge=0, le=120, description="simulated time a decision takes")
+    chat_turns: int = Field(4, ge=2, le=40)
+
+
+class OutputConfig(Strict):
+    flush_every: int = Field(50_000, ge=100, le=50_000_000, description="events per Parquet part")
+    plots: bool = True
+
+
+class Scenario(Strict):
+    name: str = Field("scenario", min_length=1, max_length=120)
+    description: str = ""
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    duration_days: float = Field(1.0, gt=0, le=3650, description="simulated days")
+    data: DataConfig = Field(default_factory=MovieLensData)
+    population: PopulationConfig = Field(default_factory=PopulationConfig)
+    social: SocialConfig = Field(default_factory=SocialConfig)
+    recommender: RecommenderConfig = Field(default_factory=RecommenderConfig)
+    session: SessionConfig = Field(default_factory=SessionConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+    def with_overrides(self, *overrides: str) -> "Scenario":
+        return load_scenario(self.model_dump(mode="json"), overrides=list(overrides))
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+class ScenarioError(ValueError):
+    """A scenario that does not validate; ``problems`` is a list of (field path, message)."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str | None = None):
+        self.problems = problems
+        self.source = source
+        head = f"invalid scenario{f' {source}' if source else ''}:"
+        super().__init__("\n".join([head] + [f"  {p or '(top level)'}: {m}" for p, m in problems]))
+
+
+def _model_at(model: type[BaseModel] | None, loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model class found by walking ``loc`` from ``model``."""
+    for part in loc:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return None
+        ann = model.model_fields[part].annotation
+        model = _as_model(ann)
+    return model
+
+
+def _as_model(ann) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    return None
+
+
+def _data_model(source: Any) -> type[BaseModel]:
+    return {"synthetic": SyntheticData, "products": ProductsData}.get(source, MovieLensData)
+
+
+def _describe(err: dict, raw: dict) -> tuple[str, str]:
+    loc = list(err["loc"])
+    # drop the union tag pydantic puts after 'data'
+    if len(loc) >= 2 and loc[0] == "data" and loc[1] in ("movielens", "synthetic", "products"):
+        loc.pop(1)
+    path = ".".join(str(p) for p in loc)
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        parent = tuple(loc[:-1])
+        if parent[:1] == ("data",):
+            src = raw.get("data", {}).get("source") if isinstance(raw.get("data"), dict) else None
+            model = _model_at(_data_model(src), parent[1:])
+        else:
+            model = _model_at(Scenario, parent)
+        allowed = sorted(model.model_fields) if model else []
+        guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        msg = "unknown key"
+        if guess:
+            msg += f" (did you mean {guess[0]!r}?)"
+        if allowed:
+            msg += f"; allowed keys here: {', '.join(allowed)}"
+    else:
+        if "input" in err and err["type"] != "missing":
+            shown = repr(err["input"])
+            msg += f" (got {shown[:80]})"
+        field = _model_at(Scenario if loc[:1] != ["data"] else None, tuple(loc[:-1]))
+        if loc[:1] == ["data"]:
+            src = raw.get("data", {}).get("source") if isinstance(raw.get("data"), dict) else None
+            field = _model_at(_data_model(src), tuple(loc[1:-1]))
+        if field is not None and loc and loc[-1] in field.model_fields:
+            desc = field.model_fields[loc[-1]].description
+            if desc:
+                msg += f" — {desc}"
+    return path, msg
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ScenarioError([("--set", f"expected KEY=VALUE with a dotted key, got {text!r}")])
+    key, _, value = text.partition("=")
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ScenarioError([("--set", f"bad key {key!r} in {text!r}")])
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return key.split("."), parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str] | None, base_dir: Path | None = None) -> dict:
+    """Set ``a.b.c=value`` entries (values parsed as YAML) in a nested dict, in place."""
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        d = raw
+        for k in keys[:-1]:
+            if not isinstance(d.get(k), dict):
+                d[k] = {}
+            d = d[k]
+        if ".".join(keys) in PATH_FIELDS and isinstance(value, str):
+            value = str((base_dir or Path.cwd()) / Path(value).expanduser())
+        d[keys[-1]] = value
+    return raw
+
+
+def _resolve_paths(raw: dict, base_dir: Path) -> None:
+    for dotted in PATH_FIELDS:
+        a, b = dotted.split(".")
+        sect = raw.get(a)
+        if isinstance(sect, dict) and isinstance(sect.get(b), str):
+            p = Path(sect[b]).expanduser()
+            sect[b] = str(p if p.is_absolute() else (base_dir / p).resolve())
+
+
+def load_scenario(source: str | Path | dict | Scenario, overrides: list[str] | None = None) -> Scenario:
+    """A validated ``Scenario`` from a YAML path, a dict or a Scenario, with ``--set``-style overrides."""
+    label = None
+    if isinstance(source, Scenario):
+        raw = source.model_dump(mode="json")
+    elif isinstance(source, dict):
+        raw = typing.cast(dict, yaml.safe_load(yaml.safe_dump(source)))   # deep copy, plain types
+    else:
+        p = Path(source).expanduser()
+        label = str(p)
+        if not p.exists():
+            raise ScenarioError([("", f"scenario file {p} does not exist")], label)
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise ScenarioError([("", f"not valid YAML: {e}")], label) from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ScenarioError([("", f"a scenario must be a mapping of keys, got {type(raw).__name__}")], label)
+        _resolve_paths(raw, p.parent.resolve())
+    apply_overrides(raw, overrides)
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as e:
+        raise ScenarioError([_describe(err, raw) for err in e.errors()], label) from None
+    return scenario
+
+
+def validate_plugins(scenario: Scenario) -> None:
+    """Check that the recommender and brain exist and accept their parameters."""
+    from . import registry
+
+    problems = []
+    for field, kind, cfg in (("recommender", "recommenders", scenario.recommender),
+                             ("population.brain", "brains", scenario.population.brain)):
+        try:
+            cls = registry.load(kind, cfg.name)
+        except registry.UnknownPluginError as e:
+            problems.append((f"{field}.name", str(e)))
+            continue
+        params_model = getattr(cls, "Params", None)
+        if params_model is None:
+            continue
+        try:
+            params_model.model_validate(cfg.params)
+        except ValidationError as e:
+            for err in e.errors():
+                sub = ".".join(str(p) for p in err["loc"])
+                msg = err["msg"]
+                if err["type"] == "extra_forbidden":
+                    allowed = sorted(params_model.model_fields)
+                    guess = difflib.get_close_matches(sub, allowed, n=1)
+                    msg = f"unknown parameter for {cfg.name!r}" + (f" (did you mean {guess[0]!r}?)" if guess else "")
+                    msg += f"; allowed: {', '.join(allowed) if allowed else '(none)'}"
+                elif "input" in err:
+                    msg += f" (got {repr(err['input'])[:80]})"
+                problems.append((f"{field}.{sub}", msg))
+    if problems:
+        raise ScenarioError(problems)
+
+
+def plugin_params(cls, cfg: PluginConfig):
+    """The plug-in's validated ``Params`` object (or the raw dict if it declares none)."""
+    params_model = getattr(cls, "Params", None)
+    return params_model.model_validate(cfg.params) if params_model is not None else cfg.params

@@ -1,0 +1,230 @@
+"""The discrete-event world: one simpy environment, one process per user.
+
+Time is in simulated minutes.  A user waits for its next session (exponential gaps at its
+own activity rate), picks an activity with its brain and runs it; every decision costs
+``session.think_minutes`` and watching an item keeps the user busy for what it watches.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import simpy
+
+from .catalog import Catalog
+from .events import EventKind as K
+from .events import EventLog
+from .population import Population
+from .protocols import Brain, Feedback, Post, Recommender, Slate, SlateRequest, UserState
+from .scenario import Scenario
+from .social import SocialGraph
+
+INBOX_LIMIT = 50          # unread posts a user keeps; older ones drop off
+READ_MINUTES = 0.25       # time to read one post
+
+
+class World:
+    def __init__(self, scenario: Scenario, catalog: Catalog, population: Population, graph: SocialGraph,
+                 recommender: Recommender, brain: Brain, log: EventLog, user_seeds: np.random.SeedSequence):
+        self.scenario = scenario
+        self.catalog = catalog
+        self.population = population
+        self.graph = graph
+        self.recommender = recommender
+        self.brain = brain
+        self.log = log
+        self.env = simpy.Environment()
+        self.end = scenario.duration_days * 1440.0
+        cfg = scenario.session
+        self.k, self.max_pages, self.think = cfg.page_size, cfg.max_pages, cfg.think_minutes
+        ids = population.ids
+        self.states = [
+            UserState(i, int(ids[i]), np.random.default_rng(s), seen=set(population.history[i].tolist()))
+            for i, s in enumerate(user_seeds.spawn(len(population)))
+        ]
+        for st in self.states:
+            st.inbox = type(st.inbox)(maxlen=INBOX_LIMIT)
+        self._activity = population.profiles["activity"].to_numpy(dtype=np.float64)
+        self._slate_id = 0
+        self._post_id = 0
+        self._started = False
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, progress: bool = True) -> None:
+        """Run to ``duration_days``; shows a progress bar over simulated time."""
+        if self._started:
+            raise RuntimeError("a World runs once; build a new one for another run")
+        self._started = True
+        for st in self.states:
+            if self._activity[st.index] > 0:
+                self.env.process(self._life(st))
+        from tqdm.auto import tqdm
+
+        step = max(self.end / 200, 1.0)
+        with tqdm(total=round(self.end), unit="sim-min", desc=self.scenario.name, disable=not progress,
+                  dynamic_ncols=True, mininterval=0.5) as bar:
+            t = 0.0
+            while t < self.end:
+                nxt = min(self.end, t + step)
+                self.env.run(until=nxt)
+                bar.update(round(nxt) - round(t))
+                bar.set_postfix(events=self.log.count, refresh=False)
+                t = nxt
+
+    def _emit(self, kind: K, st: UserState, **kw) -> None:
+        self.log.emit(kind, self.env.now, st.user_id, session=st.session, **kw)
+
+    def _wait(self, minutes: float):
+        return self.env.timeout(max(0.0, minutes))
+
+    # ------------------------------------------------------------------ a user's life
+
+    def _life(self, st: UserState) -> Iterator:
+        mean_gap = 1440.0 / self._activity[st.index]
+        while True:
+            yield self.env.timeout(st.rng.exponential(mean_gap))
+            yield from self._session(st)
+
+    def _session(self, st: UserState) -> Iterator:
+        st.session += 1
+        st.pages_seen = 0
+        st.session_watched = []
+        start = self.env.now
+        choice = self.brain.choose_activity(st, start)
+        kind = choice.kind
+        if kind == "chat" and len(self.graph.friends[st.index]) == 0:
+            kind = "browse"           # nobody to talk to
+        self._emit(K.SESSION_START, st, text=kind)
+        yield from self._read_inbox(st)
+        if kind == "browse":
+            yield from self._browse(st, None)
+        elif kind == "search":
+            yield self._wait(self.think)
+            yield from self._browse(st, choice.query or self.brain.search_query(st, self.env.now))
+        elif kind == "chat":
+            yield from self._chat(st)
+        elif kind == "post":
+            yield from self._post(st)
+        self._emit(K.SESSION_END, st, value=self.env.now - start, text=kind)
+
+    def _browse(self, st: UserState, query: str | None) -> Iterator:
+        page = 0
+        if query:
+            self._emit(K.SEARCH, st, text=query)
+        while True:
+            yield self._wait(self.think)
+            now = self.env.now
+            request = SlateRequest(user=st.index, k=self.k, page=page,
+                                   exclude=np.fromiter(st.seen, dtype=np.int64, count=len(st.seen)),
+                                   query=query, time=now)
+            slate = self._check_slate(self.recommender.recommend(request))
+            items = slate.items
+            self._slate_id += 1
+            sid = self._slate_id
+            self._emit(K.SLATE, st, slate_id=sid, page=page, items=self.catalog.ids[items].tolist(), text=query)
+            st.pages_seen += 1
+            if len(items) == 0:
+                self._emit(K.LEAVE, st, slate_id=sid, text="empty slate")
+                return
+            choice = self.brain.choose_from_slate(st, items, page, now)
+            n = len(choice.watch)
+            ratings, minutes = np.full(n, np.nan), np.zeros(n)
+            for j, pos in enumerate(choice.watch):
+                item = int(items[pos])
+                item_id = int(self.catalog.ids[item])
+                con = self.brain.consume(st, item, self.env.now)
+                self._emit(K.WATCH, st, item_id=item_id, slate_id=sid, page=page, position=int(pos),
+                           value=con.minutes)
+                st.seen.add(item)
+                st.heard_of.pop(item, None)
+                yield self._wait(con.minutes)
+                self._emit(K.RATE, st, item_id=item_id, slate_id=sid, value=con.rating, text=con.feeling or None)
+                st.watched.append((item, con.rating))
+                st.session_watched.append(item)
+                st.remember(self.env.now, f"watched {self.catalog.titles[item]} and rated it {con.rating:g}/5")
+                ratings[j], minutes[j] = con.rating, con.minutes
+            self.recommender.update(Feedback(user=st.index, slate=slate, clicked=np.asarray(choice.watch, dtype=np.int64),
+                                             ratings=ratings, watch_minutes=minutes, time=self.env.now, query=query))
+            if choice.next == "leave":
+                self._emit(K.LEAVE, st, slate_id=sid, text="done")
+                return
+            if (choice.next == "next" and page + 1 >= self.max_pages) or st.pages_seen >= 3 * self.max_pages:
+                self._emit(K.LEAVE, st, slate_id=sid, text="last page")
+                return
+            if choice.next == "search" and choice.query:
+                query, page = choice.query, 0
+                self._emit(K.SEARCH, st, text=query)
+            else:
+                page += 1
+
+    def _check_slate(self, slate: Slate) -> Slate:
+        items = np.asarray(slate.items, dtype=np.int64)
+        name = getattr(self.recommender, "name", type(self.recommender).__name__)
+        if items.ndim != 1 or len(items) > self.k:
+            raise ValueError(f"recommender {name!r} returned {items.shape} items for a slate of size {self.k}")
+        if len(items) and (items.min() < 0 or items.max() >= len(self.catalog)):
+            raise ValueError(f"recommender {name!r} returned an item index outside the catalog")
+        if len(np.unique(items)) != len(items):
+            raise ValueError(f"recommender {name!r} returned a slate with duplicate items")
+        return slate if slate.items is items else Slate(items, slate.propensities)
+
+    def _chat(self, st: UserState) -> Iterator:
+        friends = self.graph.friends[st.index]
+        other = self.states[int(friends[st.rng.integers(len(friends))])]
+        yield self._wait(self.think)
+        dialogue = self.brain.chat(st, other, self.env.now)
+        yield self._wait(max(1.0, self.think) * max(1, len(dialogue.lines)))
+        mentioned = list(dialogue.mentioned.items())
+        self._emit(K.CHAT, st, other_id=other.user_id, items=[int(self.catalog.ids[i]) for i, _ in mentioned],
+                   text=dialogue.text)
+        for person, partner in ((st, other), (other, st)):
+            person.remember(self.env.now, f"chatted with user {partner.user_id}")
+        for item, speaker in mentioned:
+            listener = other if speaker == st.index else st
+            if item not in listener.seen and item not in listener.heard_of:
+                listener.heard_of[item] = speaker
+                self.log.emit(K.HEARD, self.env.now, listener.user_id, session=listener.session,
+                              item_id=int(self.catalog.ids[item]), other_id=self.states[speaker].user_id, text="chat")
+
+    def _post(self, st: UserState) -> Iterator:
+        yield self._wait(self.think)
+        draft = self.brain.write_post(st, self.env.now)
+        if draft is None:
+            return
+        self._post_id += 1
+        post = Post(self._post_id, self._post_id, st.index, draft.item, draft.text, 0, self.env.now)
+        self._publish(st, post)
+
+    def _publish(self, st: UserState, post: Post, parent: UserState | None = None) -> None:
+        """Send a post (or a re-post of ``parent``'s post) to ``st``'s followers' inboxes."""
+        followers = self.graph.followers[st.index]
+        self._emit(K.POST, st, post_id=post.post_id, root_id=post.root_id, item_id=int(self.catalog.ids[post.item]),
+                   value=float(post.hop), other_id=None if parent is None else parent.user_id, text=post.text)
+        st.remember(self.env.now, f"posted about {self.catalog.titles[post.item]}")
+        for f in followers.tolist():
+            self.states[f].inbox.append(post)
+
+    def _read_inbox(self, st: UserState) -> Iterator:
+        if not st.inbox:
+            return
+        posts = list(st.inbox)
+        st.inbox.clear()
+        yield self._wait(READ_MINUTES * len(posts))
+        reposted: set = st.extra.setdefault("reposted", set())
+        for post in posts:
+            author = self.states[post.author]
+            item_id = int(self.catalog.ids[post.item])
+            self._emit(K.READ_POST, st, post_id=post.post_id, root_id=post.root_id, other_id=author.user_id,
+                       item_id=item_id)
+            reaction = self.brain.read_post(st, post, self.env.now)
+            st.remember(self.env.now, f"read user {author.user_id}'s post about {self.catalog.titles[post.item]}")
+            if reaction.interested and post.item not in st.seen and post.item not in st.heard_of:
+                st.heard_of[post.item] = post.author
+                self._emit(K.HEARD, st, item_id=item_id, other_id=author.user_id, text="post")
+            if reaction.repost and post.root_id not in reposted and post.author != st.index:
+                reposted.add(post.root_id)
+                self._post_id += 1
+                self._publish(st, Post(self._post_id, post.root_id, st.index, post.item, post.text,
+                                       post.hop + 1, self.env.now), parent=author)
