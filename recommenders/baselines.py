@@ -52,15 +52,20 @@ class PopularityRecommender(BaseRecommender):
         self._order_time = -np.inf
         self._dirty = True
 
-    def scores(self, now: float) -> np.ndarray:
+    def _expire(self, now: float) -> None:
         horizon = now - self.params.window_days * 1440.0
         while self._window and self._window[0][0] < horizon:
             _, items = self._window.popleft()
             np.subtract.at(self.counts, items, 1.0)
             self._dirty = True
+
+    def scores(self, now: float) -> np.ndarray:
+        """Popularity score per item at simulated time ``now``."""
+        self._expire(now)
         return self.prior + self.counts
 
     def ranking(self, now: float) -> np.ndarray:
+        self._expire(now)
         if self._order is None or (self._dirty and now - self._order_time >= self.params.refresh_minutes):
             s = self.scores(now)
             self._order = np.lexsort((np.arange(len(s)), -s))     # ties: catalog order

@@ -26,22 +26,42 @@ BUILTIN: dict[str, dict[str, str]] = {
 }
 
 
+_REGISTERED: dict[str, dict[str, object]] = {k: {} for k in GROUPS}
+
+
 class UnknownPluginError(LookupError):
     pass
 
 
-def available(kind: str) -> dict[str, str]:
-    """name -> 'module:attr' for every known plug-in of ``kind`` ('recommenders' or 'brains')."""
+def register(kind: str, name: str, target) -> None:
+    """Make a class (or a 'module:attr' string) available under ``name`` in this process,
+    e.g. a recommender defined in a notebook.  Packages should use entry points instead."""
     if kind not in GROUPS:
         raise ValueError(f"unknown plug-in kind {kind!r}; known: {sorted(GROUPS)}")
-    found = dict(BUILTIN[kind])
+    _REGISTERED[kind][name] = target
+
+
+def unregister(kind: str, name: str) -> None:
+    _REGISTERED[kind].pop(name, None)
+
+
+def available(kind: str) -> dict[str, str]:
+    """name -> 'module:attr' for every known plug-in of ``kind`` ('recommenders' or 'brains');
+    registered names override entry points, which never override built-ins."""
+    if kind not in GROUPS:
+        raise ValueError(f"unknown plug-in kind {kind!r}; known: {sorted(GROUPS)}")
+    found: dict = dict(BUILTIN[kind])
     for ep in entry_points(group=GROUPS[kind]):
         found.setdefault(ep.name, ep.value)
+    for name, target in _REGISTERED[kind].items():
+        found[name] = target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
     return dict(sorted(found.items()))
 
 
 def load(kind: str, name: str):
     """The class registered as ``name``; an unknown name raises with the list of known ones."""
+    if name in _REGISTERED.get(kind, {}) and not isinstance(_REGISTERED[kind][name], str):
+        return _REGISTERED[kind][name]
     known = available(kind)
     if name not in known:
         singular = kind[:-1]

@@ -1,0 +1,45 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def full_movielens_path() -> Path:
+    """ml-latest-small: $RECWORLD_MOVIELENS, else the shared data folder beside the repo."""
+    env = os.environ.get("RECWORLD_MOVIELENS")
+    return Path(env) if env else ROOT.parent / "shared" / "data" / "ml-latest-small"
+
+
+def products_folder() -> Path:
+    return ROOT.parent / "shared" / "data" / "llm-rank-optimizer"
+
+
+@pytest.fixture
+def tiny_ml() -> Path:
+    return DATA / "movielens_tiny"
+
+
+@pytest.fixture(scope="session")
+def ml_full() -> Path:
+    p = full_movielens_path()
+    if not (p / "ratings.csv").exists():
+        pytest.skip(f"full ml-latest-small not found at {p} (set RECWORLD_MOVIELENS)")
+    return p
+
+
+@pytest.fixture
+def small_scenario(tiny_ml):
+    """A fast MovieLens scenario on the tiny fixture, as a dict."""
+    return {
+        "name": "tiny",
+        "seed": 3,
+        "duration_days": 1,
+        "data": {"source": "movielens", "path": str(tiny_ml), "min_ratings": 5},
+        "population": {"size": 10, "activity": {"median_sessions_per_day": 4}},
+        "social": {"graph": "small_world", "degree": 4},
+        "recommender": {"name": "popularity"},
+        "session": {"page_size": 5},
+    }

@@ -1,0 +1,22 @@
+import subprocess
+import sys
+
+
+def test_import_simulator_loads_no_heavy_modules():
+    code = ("import sys, simulator; heavy = [m for m in ('pandas', 'numpy', 'simpy', 'pyarrow', 'matplotlib', "
+            "'pydantic', 'networkx', 'litellm', 'torch') if m in sys.modules]; print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "", f"import simulator pulled in heavy modules: {out}"
+
+
+def test_lazy_attributes_resolve():
+    import simulator
+
+    assert callable(simulator.load_run) and callable(simulator.run_scenario)
+    assert simulator.Scenario.__name__ == "Scenario"
+    try:
+        simulator.not_a_thing
+    except AttributeError as e:
+        assert "not_a_thing" in str(e)
+    else:
+        raise AssertionError("unknown attribute did not raise")
