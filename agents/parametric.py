@@ -26,6 +26,11 @@ FEELINGS = {1: "hated it", 2: "was disappointed", 3: "found it okay", 4: "enjoye
 _YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
 
 
+def _draw(cdf: np.ndarray, rng: np.random.Generator) -> int:
+    """Index drawn with probabilities proportional to the increments of an (unnormalised) CDF."""
+    return min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(cdf) - 1)
+
+
 class ActivityMix(BaseModel):
     model_config = ConfigDict(extra="forbid")
     browse: float = Field(0.70, ge=0)
@@ -87,7 +92,7 @@ class ParametricBrain:
         self.gdist = catalog.genre_dist.astype(np.float64)
         a = p.activity
         w = np.array([a.browse, a.search, a.chat, a.post, a.idle])
-        self._mix_p = w / w.sum()
+        self._mix_cdf = np.cumsum(w / w.sum())
         self._mix = ("browse", "search", "chat", "post", "idle")
         self._short_titles = [_YEAR.sub("", t) for t in catalog.titles]
         self.reference = self._reference_utility(rng if rng is not None else np.random.default_rng(0))
@@ -144,7 +149,7 @@ class ParametricBrain:
     # ------------------------------------------------------------------ decisions
 
     def choose_activity(self, state: UserState, now: float) -> ActivityChoice:
-        kind = self._mix[int(state.rng.choice(5, p=self._mix_p))]
+        kind = self._mix[_draw(self._mix_cdf, state.rng)]
         if kind == "post" and self._postable(state) is None:
             kind = "browse"
         if kind == "browse" and state.heard_of and state.rng.random() < 0.3:
@@ -158,7 +163,7 @@ class ParametricBrain:
             return self._short_titles[heard[int(rng.integers(len(heard)))]]
         t = self.taste[state.index]
         p = np.exp(t - t.max())
-        return self.catalog.genre_names[int(rng.choice(len(p), p=p / p.sum()))]
+        return self.catalog.genre_names[_draw(np.cumsum(p), rng)]
 
     def choose_from_slate(self, state: UserState, items: np.ndarray, page: int, now: float) -> PageChoice:
         rng = state.rng
@@ -168,8 +173,7 @@ class ParametricBrain:
         picks: list[int] = []
         while left and len(picks) < self.params.max_watch_per_page:
             z = np.concatenate(([u0], util[left]))
-            z = np.exp(z - z.max())
-            j = int(rng.choice(len(z), p=z / z.sum()))
+            j = _draw(np.cumsum(np.exp(z - z.max())), rng)
             if j == 0:
                 break
             picks.append(left.pop(j - 1))

@@ -71,14 +71,15 @@ class EventLog:
     def emit(self, kind: EventKind, time: float, user_id: int, **fields) -> None:
         cols = self._cols
         cols["time"].append(float(time))
-        cols["kind"].append(kind.value)
+        kind = kind._value_
+        cols["kind"].append(kind)
         cols["user_id"].append(int(user_id))
         for f in FIELDS[3:]:
             cols[f].append(fields.pop(f, None))
         if fields:
             raise TypeError(f"unknown event fields {sorted(fields)}; known: {list(FIELDS)}")
         self.count += 1
-        self.counts[kind.value] = self.counts.get(kind.value, 0) + 1
+        self.counts[kind] = self.counts.get(kind, 0) + 1
         if len(cols["time"]) >= self.flush_every:
             self.flush()
 

@@ -30,10 +30,12 @@ def _fmt(v) -> str:
 
 
 def make_plots(folder: Path, ts: pd.DataFrame, shown_counts: np.ndarray) -> dict[str, str]:
-    import matplotlib
+    # Figure objects draw without pyplot, so the caller's backend (e.g. a notebook's) is untouched
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    def subplots(figsize):
+        fig = Figure(figsize=figsize)
+        return fig, fig.add_subplot()
 
     plots = folder / "plots"
     plots.mkdir(exist_ok=True)
@@ -45,16 +47,15 @@ def make_plots(folder: Path, ts: pd.DataFrame, shown_counts: np.ndarray) -> dict
     def save(fig, name, title):
         fig.tight_layout()
         fig.savefig(plots / name, dpi=110)
-        plt.close(fig)
         out[title] = f"plots/{name}"
 
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = subplots(figsize=(7, 3.5))
     ax.plot(x, ts["ctr"], marker="o", ms=3)
     ax.set(xlabel=f"simulated {unit}", ylabel="watches / items shown", title="CTR over time")
     ax.grid(alpha=0.3)
     save(fig, "ctr_over_time.png", "CTR over time")
 
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig, ax = subplots(figsize=(4.5, 4.5))
     px, py = lorenz(shown_counts)
     ax.plot(px, py, label="exposure")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="equal exposure")
@@ -63,7 +64,7 @@ def make_plots(folder: Path, ts: pd.DataFrame, shown_counts: np.ndarray) -> dict
     ax.legend()
     save(fig, "exposure_lorenz.png", "Exposure concentration")
 
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = subplots(figsize=(7, 3.5))
     ax.plot(x, ts["genre_entropy"], marker="o", ms=3, color="tab:green", alpha=0.6, label="in each period")
     ax.plot(x, ts["genre_entropy_cumulative"], color="tab:green", lw=2, label="everything so far")
     ax.set(xlabel=f"simulated {unit}", ylabel="bits", title="Genre entropy of what users watched (mean over users)")
@@ -71,7 +72,7 @@ def make_plots(folder: Path, ts: pd.DataFrame, shown_counts: np.ndarray) -> dict
     ax.grid(alpha=0.3)
     save(fig, "diversity_over_time.png", "Diversity over time")
 
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = subplots(figsize=(7, 3.5))
     for col in ("sessions", "watches", "chats", "posts"):
         ax.plot(x, ts[col], label=col)
     ax.set(xlabel=f"simulated {unit}", ylabel=f"count per {b / 60:g} h" if b < 1440 else f"count per {b / 1440:g} d",

@@ -8,6 +8,7 @@ to that file; paths given with ``--set`` relative to the current directory.
 from __future__ import annotations
 
 import difflib
+import logging
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -17,6 +18,9 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
                       model_validator)
 
 PATH_FIELDS = ("data.path", "social.path")
+PLUGIN_SECTIONS = ("recommender", "population.brain")   # switching their name resets their parameters
+
+log = logging.getLogger("recworld")
 
 
 class Strict(BaseModel):
@@ -222,7 +226,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict, overrides: list[str] | None, base_dir: Path | None = None) -> dict:
-    """Set ``a.b.c=value`` entries (values parsed as YAML) in a nested dict, in place."""
+    """Set ``a.b.c=value`` entries (values parsed as YAML) in a nested dict, in place.
+
+    Setting a plug-in's ``name`` to another plug-in (``recommender.name=random``) drops the
+    parameters of the one it replaces; later overrides can set the new one's parameters.
+    """
     for text in overrides or []:
         keys, value = parse_override(text)
         d = raw
@@ -230,6 +238,12 @@ def apply_overrides(raw: dict, overrides: list[str] | None, base_dir: Path | Non
             if not isinstance(d.get(k), dict):
                 d[k] = {}
             d = d[k]
+        if keys[-1] == "name" and ".".join(keys[:-1]) in PLUGIN_SECTIONS and d.get("name") != value:
+            dropped = sorted(k for k in d if k != "name")
+            if dropped:
+                log.info("%s switched from %r to %r: dropping its parameters %s",
+                         ".".join(keys[:-1]), d.get("name"), value, ", ".join(dropped))
+            d.clear()
         if ".".join(keys) in PATH_FIELDS and isinstance(value, str):
             value = str((base_dir or Path.cwd()) / Path(value).expanduser())
         d[keys[-1]] = value

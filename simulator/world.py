@@ -166,7 +166,7 @@ class World:
             raise ValueError(f"recommender {name!r} returned {items.shape} items for a slate of size {self.k}")
         if len(items) and (items.min() < 0 or items.max() >= len(self.catalog)):
             raise ValueError(f"recommender {name!r} returned an item index outside the catalog")
-        if len(np.unique(items)) != len(items):
+        if len(set(items.tolist())) != len(items):
             raise ValueError(f"recommender {name!r} returned a slate with duplicate items")
         return slate if slate.items is items else Slate(items, slate.propensities)
 

@@ -91,6 +91,16 @@ def test_overrides_parse_yaml_values_and_create_sections(tmp_path):
         load_scenario(f, ["population.size"])
 
 
+def test_switching_plugin_by_name_resets_its_parameters():
+    base = {"recommender": {"name": "popularity", "window_days": 3}}
+    s = load_scenario(base, ["recommender.name=random"])
+    assert s.recommender.name == "random" and s.recommender.params == {}
+    validate_plugins(s)
+    s = load_scenario(base, ["recommender.name=random", "recommender.name=popularity", "recommender.refresh_minutes=5"])
+    assert s.recommender.params == {"refresh_minutes": 5}
+    assert load_scenario(base, ["recommender.name=popularity"]).recommender.params == {"window_days": 3}
+
+
 def test_relative_paths_are_relative_to_the_scenario_file(tmp_path):
     (tmp_path / "sub").mkdir()
     f = write(tmp_path / "sub", {"data": {"path": "../ml"}})
