@@ -24,6 +24,14 @@ from .social import SocialGraph
 from .world import World
 
 
+STREAMS = ("data", "population", "graph", "recommender", "brain", "users")
+
+
+def seed_streams(scenario: Scenario) -> dict[str, np.random.SeedSequence]:
+    """Independent, named seed streams of a scenario (adding a stream never shifts the others)."""
+    return dict(zip(STREAMS, np.random.SeedSequence(scenario.seed).spawn(len(STREAMS))))
+
+
 @dataclass
 class Parts:
     catalog: Catalog
@@ -34,7 +42,8 @@ class Parts:
 
 def build_parts(scenario: Scenario) -> Parts:
     """Catalog, population, warm-start interactions and social graph of a scenario."""
-    s_data, s_pop, s_graph = np.random.SeedSequence(scenario.seed).spawn(6)[:3]
+    seeds = seed_streams(scenario)
+    s_data, s_pop, s_graph = seeds["data"], seeds["population"], seeds["graph"]
     d, pop_cfg, act = scenario.data, scenario.population, scenario.population.activity
     act_kw = dict(activity_median=act.median_sessions_per_day, activity_tail=act.tail_index,
                   activity_max=act.max_sessions_per_day)
@@ -62,8 +71,7 @@ def build_parts(scenario: Scenario) -> Parts:
 def make_recommender(scenario: Scenario, parts: Parts):
     cfg = scenario.recommender
     cls = registry.load("recommenders", cfg.name)
-    s_rec = np.random.SeedSequence(scenario.seed).spawn(6)[3]
-    rec = cls(plugin_params(cls, cfg), rng=np.random.default_rng(s_rec))
+    rec = cls(plugin_params(cls, cfg), rng=np.random.default_rng(seed_streams(scenario)["recommender"]))
     rec.fit(parts.interactions, parts.catalog)
     return rec
 
@@ -71,18 +79,14 @@ def make_recommender(scenario: Scenario, parts: Parts):
 def make_brain(scenario: Scenario, parts: Parts):
     cfg = scenario.population.brain
     cls = registry.load("brains", cfg.name)
-    s_brain = np.random.SeedSequence(scenario.seed).spawn(6)[4]
     return cls(plugin_params(cls, cfg), catalog=parts.catalog, population=parts.population,
-               rng=np.random.default_rng(s_brain))
+               rng=np.random.default_rng(seed_streams(scenario)["brain"]))
 
 
 def build_world(scenario: Scenario, out_dir: str | Path, parts: Parts | None = None) -> World:
     """A ready-to-run World writing its event log under ``out_dir``."""
     validate_plugins(scenario)
     parts = parts or build_parts(scenario)
-    user_seeds = np.random.SeedSequence(scenario.seed).spawn(6)[5]
     log = EventLog(out_dir, flush_every=scenario.output.flush_every)
-    world = World(scenario, parts.catalog, parts.population, parts.graph,
-                  make_recommender(scenario, parts), make_brain(scenario, parts), log, user_seeds)
-    world.parts = parts
-    return world
+    return World(scenario, parts.catalog, parts.population, parts.graph, make_recommender(scenario, parts),
+                 make_brain(scenario, parts), log, seed_streams(scenario)["users"])

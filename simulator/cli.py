@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             from .scenario import load_scenario, validate_plugins
 
             scn = load_scenario(args.scenario, args.overrides)
-            validate_plugins(scn)
+            validate_plugins(scn, args.scenario)
             if args.print:
                 print(scn.to_yaml(), end="")
             else:

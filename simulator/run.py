@@ -44,12 +44,14 @@ def run_scenario(scenario, out: str | Path | None = None, overrides: list[str] |
     from .scenario import load_scenario, validate_plugins
 
     scn = load_scenario(scenario, overrides)
-    validate_plugins(scn)
+    validate_plugins(scn, str(scenario) if isinstance(scenario, (str, Path)) else None)
     out = Path(out) if out is not None else default_out(scn)
+    if out.exists() and any((out / m).exists() for m in RUN_MARKERS) and not overwrite:
+        raise FileExistsError(f"{out} already holds a run; choose another --out or pass --overwrite")
+    t0 = time.perf_counter()
+    parts = build_parts(scn)            # data errors surface here, before the run folder exists
     _prepare(out, overwrite)
     (out / "scenario.yaml").write_text(scn.to_yaml(), encoding="utf-8")
-    t0 = time.perf_counter()
-    parts = build_parts(scn)
     world = build_world(scn, out, parts)
     _write_tables(out, parts)
     status, error = "completed", None

@@ -152,24 +152,23 @@ class ScenarioError(ValueError):
         super().__init__("\n".join([head] + [f"  {p or '(top level)'}: {m}" for p, m in problems]))
 
 
-def _model_at(model: type[BaseModel] | None, loc: tuple) -> type[BaseModel] | None:
+def _model_at(model: type[BaseModel] | None, loc) -> type[BaseModel] | None:
     """The pydantic model class found by walking ``loc`` from ``model``."""
     for part in loc:
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             return None
         ann = model.model_fields[part].annotation
-        model = _as_model(ann)
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
     return model
 
 
-def _as_model(ann) -> type[BaseModel] | None:
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return ann
-    return None
-
-
-def _data_model(source: Any) -> type[BaseModel]:
-    return {"synthetic": SyntheticData, "products": ProductsData}.get(source, MovieLensData)
+def _section_model(parent: tuple, raw: dict) -> type[BaseModel] | None:
+    """The model of the section at ``parent``; under ``data`` it depends on ``data.source``."""
+    if parent[:1] == ("data",):
+        src = raw.get("data", {}).get("source") if isinstance(raw.get("data"), dict) else None
+        model = {"synthetic": SyntheticData, "products": ProductsData}.get(src, MovieLensData)
+        return _model_at(model, parent[1:])
+    return _model_at(Scenario, parent)
 
 
 def _describe(err: dict, raw: dict) -> tuple[str, str]:
@@ -178,14 +177,8 @@ def _describe(err: dict, raw: dict) -> tuple[str, str]:
     if len(loc) >= 2 and loc[0] == "data" and loc[1] in ("movielens", "synthetic", "products"):
         loc.pop(1)
     path = ".".join(str(p) for p in loc)
-    msg = err["msg"]
+    model = _section_model(tuple(loc[:-1]), raw)
     if err["type"] == "extra_forbidden":
-        parent = tuple(loc[:-1])
-        if parent[:1] == ("data",):
-            src = raw.get("data", {}).get("source") if isinstance(raw.get("data"), dict) else None
-            model = _model_at(_data_model(src), parent[1:])
-        else:
-            model = _model_at(Scenario, parent)
         allowed = sorted(model.model_fields) if model else []
         guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         msg = "unknown key"
@@ -193,18 +186,14 @@ def _describe(err: dict, raw: dict) -> tuple[str, str]:
             msg += f" (did you mean {guess[0]!r}?)"
         if allowed:
             msg += f"; allowed keys here: {', '.join(allowed)}"
-    else:
-        if "input" in err and err["type"] != "missing":
-            shown = repr(err["input"])
-            msg += f" (got {shown[:80]})"
-        field = _model_at(Scenario if loc[:1] != ["data"] else None, tuple(loc[:-1]))
-        if loc[:1] == ["data"]:
-            src = raw.get("data", {}).get("source") if isinstance(raw.get("data"), dict) else None
-            field = _model_at(_data_model(src), tuple(loc[1:-1]))
-        if field is not None and loc and loc[-1] in field.model_fields:
-            desc = field.model_fields[loc[-1]].description
-            if desc:
-                msg += f" — {desc}"
+        return path, msg
+    msg = err["msg"]
+    if "input" in err and err["type"] != "missing":
+        msg += f" (got {repr(err['input'])[:80]})"
+    if model is not None and loc and loc[-1] in model.model_fields:
+        desc = model.model_fields[loc[-1]].description
+        if desc:
+            msg += f" — {desc}"
     return path, msg
 
 
@@ -288,11 +277,15 @@ def load_scenario(source: str | Path | dict | Scenario, overrides: list[str] | N
     return scenario
 
 
-def validate_plugins(scenario: Scenario) -> None:
-    """Check that the recommender and brain exist and accept their parameters."""
+def validate_plugins(scenario: Scenario, source: str | None = None) -> None:
+    """Check what the schema alone cannot: that the recommender and brain exist and accept
+    their parameters, and that the files the scenario names exist."""
     from . import registry
 
     problems = []
+    for field, value in (("data.path", getattr(scenario.data, "path", None)), ("social.path", scenario.social.path)):
+        if value and not Path(value).expanduser().exists():
+            problems.append((field, f"{value} does not exist"))
     for field, kind, cfg in (("recommender", "recommenders", scenario.recommender),
                              ("population.brain", "brains", scenario.population.brain)):
         try:
@@ -318,7 +311,7 @@ def validate_plugins(scenario: Scenario) -> None:
                     msg += f" (got {repr(err['input'])[:80]})"
                 problems.append((f"{field}.{sub}", msg))
     if problems:
-        raise ScenarioError(problems)
+        raise ScenarioError(problems, source)
 
 
 def plugin_params(cls, cfg: PluginConfig):

@@ -109,6 +109,15 @@ def test_relative_paths_are_relative_to_the_scenario_file(tmp_path):
     assert load_scenario(f, ["data.path=elsewhere"]).data.path == str(Path.cwd() / "elsewhere")
 
 
+def test_missing_files_are_named_by_field(tmp_path, capsys):
+    f = write(tmp_path, {"data": {"path": "nope"}, "social": {"graph": "edgelist", "path": "edges.txt"}})
+    with pytest.raises(ScenarioError) as e:
+        validate_plugins(load_scenario(f), str(f))
+    assert set(problems(e)) == {"data.path", "social.path"} and str(f) in str(e.value)
+    assert main(["validate", str(f)]) != 0
+    assert "data.path" in capsys.readouterr().err
+
+
 def test_edgelist_graph_needs_a_path():
     with pytest.raises(ScenarioError, match="social.path"):
         load_scenario({"social": {"graph": "edgelist"}})
