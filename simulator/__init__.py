@@ -30,6 +30,21 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
+def _register_envs() -> None:
+    """Register ``recworld/Session-v0`` and ``recworld/World-v0`` with Gymnasium (cheap: the
+    environments' module loads only when one is made)."""
+    try:
+        from gymnasium.envs.registration import register, registry
+    except ImportError:  # pragma: no cover - gymnasium is a dependency; tolerate a broken install
+        return
+    for env_id, cls in (("recworld/Session-v0", "SessionEnv"), ("recworld/World-v0", "WorldEnv")):
+        if env_id not in registry:
+            register(id=env_id, entry_point=f"simulator.envs:{cls}")
+
+
+_register_envs()
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)

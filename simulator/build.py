@@ -88,5 +88,8 @@ def build_world(scenario: Scenario, out_dir: str | Path, parts: Parts | None = N
     validate_plugins(scenario)
     parts = parts or build_parts(scenario)
     log = EventLog(out_dir, flush_every=scenario.output.flush_every)
-    return World(scenario, parts.catalog, parts.population, parts.graph, make_recommender(scenario, parts),
-                 make_brain(scenario, parts), log, seed_streams(scenario)["users"])
+    world = World(scenario, parts.catalog, parts.population, parts.graph, make_recommender(scenario, parts),
+                  make_brain(scenario, parts), log, seed_streams(scenario)["users"])
+    if hasattr(world.recommender, "attach"):     # recommenders that observe users' state (e.g. 'policy')
+        world.recommender.attach(world)
+    return world

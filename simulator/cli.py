@@ -31,6 +31,17 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--print", action="store_true", help="print the resolved scenario")
     add_set(v)
 
+    t = sub.add_parser("train", help="train an RL policy on recworld/Session-v0 and evaluate it (needs recworld[rl])")
+    t.add_argument("scenario")
+    t.add_argument("--algo", default="ppo", choices=["ppo", "a2c"])
+    t.add_argument("--steps", type=int, default=30_000, help="training steps (default 30000)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", help="output folder (default: runs/train-NAME-ALGO-TIMESTAMP)")
+    t.add_argument("--eval-seeds", type=int, default=5)
+    t.add_argument("--eval-episodes", type=int, default=100)
+    t.add_argument("--no-progress", action="store_true")
+    add_set(t)
+
     ls = sub.add_parser("list", help="list the registered recommenders and brains")
     ls.add_argument("kind", nargs="?", choices=["recommenders", "brains"])
     return p
@@ -59,6 +70,30 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{kind}:")
                 for name, target in available(kind).items():
                     print(f"  {name:<14} {target}")
+            return 0
+        if args.command == "train":
+            import time
+            from pathlib import Path
+
+            from .scenario import load_scenario, validate_plugins
+
+            scn = load_scenario(args.scenario, args.overrides)
+            validate_plugins(scn, args.scenario)
+            if args.steps < 1 or args.eval_seeds < 1 or args.eval_episodes < 1:
+                raise ValueError("--steps, --eval-seeds and --eval-episodes must be positive")
+            try:
+                from .rl import train_and_evaluate
+            except ImportError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 1
+            out = Path(args.out or f"runs/train-{scn.name}-{args.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
+            res = train_and_evaluate(scn, out, args.algo, args.steps, args.seed, eval_seeds=args.eval_seeds,
+                                     eval_episodes=args.eval_episodes, progress=not args.no_progress)
+            print(f"policy: {res['model']}")
+            print(f"mean episode return ({scn.env.reward}) over {args.eval_seeds} seeds x {args.eval_episodes} episodes:")
+            for r in res["results"]:
+                print(f"  {r.policy:<12} {r.mean:8.3f} +- {r.std:.3f}")
+            print(f"  results: {out / 'results.json'}, plots: {out / 'plots'}")
             return 0
         if args.command == "run":
             from .run import run_scenario

@@ -117,6 +117,21 @@ class EventLog:
         self.close()
 
 
+class NullLog:
+    """An event log that keeps counts only (for Gymnasium environments that need no files)."""
+
+    def __init__(self):
+        self.count = 0
+        self.counts: dict[str, int] = {}
+
+    def emit(self, kind: EventKind, time: float, user_id: int, **fields) -> None:
+        self.count += 1
+        self.counts[kind._value_] = self.counts.get(kind._value_, 0) + 1
+
+    def close(self) -> None:
+        pass
+
+
 def _to_pandas(table: pa.Table):
     """Nullable integer columns stay integers (pandas ``Int64``), not floats with NaN."""
     import pandas as pd

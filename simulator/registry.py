@@ -19,6 +19,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     "recommenders": {
         "random": "recommenders.baselines:RandomRecommender",
         "popularity": "recommenders.baselines:PopularityRecommender",
+        "policy": "recommenders.policy:PolicyRecommender",
     },
     "brains": {
         "parametric": "agents.parametric:ParametricBrain",

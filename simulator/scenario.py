@@ -115,6 +115,21 @@ class SessionConfig(Strict):
     chat_turns: int = Field(4, ge=2, le=40)
 
 
+class EnvConfig(Strict):
+    """The Gymnasium view of the world (``recworld/Session-v0`` and ``recworld/World-v0``)."""
+    candidates: int = Field(20, ge=2, le=5000, description="candidate items offered per step (C)")
+    slate_size: int = Field(5, ge=1, le=200, description="items the policy puts on a slate (S)")
+    history: int = Field(5, ge=0, le=200, description="recently watched items in the observation")
+    reward: Literal["click", "watch_minutes", "rating"] = "click"
+    horizon: int = Field(50, ge=1, le=1_000_000, description="Session-v0: pages before truncation")
+
+    @model_validator(mode="after")
+    def _slate_fits(self):
+        if self.slate_size > self.candidates:
+            raise ValueError(f"env.slate_size ({self.slate_size}) cannot exceed env.candidates ({self.candidates})")
+        return self
+
+
 class OutputConfig(Strict):
     flush_every: int = Field(50_000, ge=100, le=50_000_000, description="events per Parquet part")
     plots: bool = True
@@ -131,6 +146,7 @@ class Scenario(Strict):
     recommender: RecommenderConfig = Field(default_factory=RecommenderConfig)
     session: SessionConfig = Field(default_factory=SessionConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    env: EnvConfig = Field(default_factory=EnvConfig)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

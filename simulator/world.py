@@ -7,6 +7,7 @@ own activity rate), picks an activity with its brain and runs it; every decision
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterator
 
 import numpy as np
@@ -49,17 +50,24 @@ class World:
         self._slate_id = 0
         self._post_id = 0
         self._started = False
+        # set by the Gymnasium World env: slate requests wait in this queue for an action
+        self.external: list | None = None
+        self.on_feedback = None          # callable(slate_id, request, Feedback) at decision time
 
-    # ------------------------------------------------------------------ running
-
-    def run(self, progress: bool = True) -> None:
-        """Run to ``duration_days``; shows a progress bar over simulated time."""
+    def start(self) -> None:
+        """Start every user's process (``run`` does this; an env drives ``env.step`` itself)."""
         if self._started:
             raise RuntimeError("a World runs once; build a new one for another run")
         self._started = True
         for st in self.states:
             if self._activity[st.index] > 0:
                 self.env.process(self._life(st))
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, progress: bool = True) -> None:
+        """Run to ``duration_days``; shows a progress bar over simulated time."""
+        self.start()
         from tqdm.auto import tqdm
 
         step = max(self.end / 200, 1.0)
@@ -119,7 +127,12 @@ class World:
             request = SlateRequest(user=st.index, k=self.k, page=page,
                                    exclude=np.fromiter(st.seen, dtype=np.int64, count=len(st.seen)),
                                    query=query, time=now)
-            slate = self._check_slate(self.recommender.recommend(request))
+            if self.external is None:
+                slate = self._check_slate(self.recommender.recommend(request))
+            else:
+                pending = self.env.event()
+                self.external.append((request, pending))
+                slate = self._check_slate((yield pending))
             items = slate.items
             self._slate_id += 1
             sid = self._slate_id
@@ -129,12 +142,16 @@ class World:
                 self._emit(K.LEAVE, st, slate_id=sid, text="empty slate")
                 return
             choice = self.brain.choose_from_slate(st, items, page, now)
-            n = len(choice.watch)
-            ratings, minutes = np.full(n, np.nan), np.zeros(n)
-            for j, pos in enumerate(choice.watch):
+            # what each pick is worth to the user is settled when it is picked
+            cons = [self.brain.consume(st, int(items[pos]), now) for pos in choice.watch]
+            feedback = Feedback(user=st.index, slate=slate, clicked=np.asarray(choice.watch, dtype=np.int64),
+                                ratings=np.array([c.rating for c in cons]),
+                                watch_minutes=np.array([c.minutes for c in cons]), time=now, query=query)
+            if self.on_feedback is not None:
+                self.on_feedback(sid, request, feedback)
+            for pos, con in zip(choice.watch, cons):
                 item = int(items[pos])
                 item_id = int(self.catalog.ids[item])
-                con = self.brain.consume(st, item, self.env.now)
                 self._emit(K.WATCH, st, item_id=item_id, slate_id=sid, page=page, position=int(pos),
                            value=con.minutes)
                 st.seen.add(item)
@@ -144,9 +161,8 @@ class World:
                 st.watched.append((item, con.rating))
                 st.session_watched.append(item)
                 st.remember(self.env.now, f"watched {self.catalog.titles[item]} and rated it {con.rating:g}/5")
-                ratings[j], minutes[j] = con.rating, con.minutes
-            self.recommender.update(Feedback(user=st.index, slate=slate, clicked=np.asarray(choice.watch, dtype=np.int64),
-                                             ratings=ratings, watch_minutes=minutes, time=self.env.now, query=query))
+            if self.external is None:      # the recommender learns once the user has watched
+                self.recommender.update(replace(feedback, time=self.env.now))
             if choice.next == "leave":
                 self._emit(K.LEAVE, st, slate_id=sid, text="done")
                 return

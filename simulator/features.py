@@ -1,0 +1,103 @@
+"""What a recommender (or an RL policy) may observe: fixed-shape float32 features.
+
+Candidates are indexed by position, never by item id.  Every feature is clipped to
+[-1, 1], the bounds of the observation space.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .catalog import Catalog
+from .population import Population
+from .protocols import UserState
+
+
+class Featurizer:
+    def __init__(self, catalog: Catalog, population: Population, n_candidates: int, history: int):
+        self.catalog, self.population = catalog, population
+        self.C, self.H = n_candidates, history
+        self.G = len(catalog.genre_names)
+        self.user_dim = self.G + 5
+        self.item_dim = self.G + 4
+        self.gdist = catalog.genre_dist.astype(np.float32)
+        self.pop = catalog.popularity.astype(np.float32)
+        self.quality = np.clip(catalog.quality / 2.0, -1, 1).astype(np.float32)
+        prof = population.profiles
+        self.taste = np.clip(population.taste / 3.0, -1, 1).astype(np.float32)
+        self.traits = np.column_stack([
+            prof["conformity"], prof["diversity"], prof["rating_mean"] / 5.0,
+            np.log1p(prof["activity"]) / np.log1p(prof["activity"].max() + 1e-9),
+        ]).clip(-1, 1).astype(np.float32)
+
+    def space(self):
+        from gymnasium import spaces
+
+        box = lambda *shape: spaces.Box(-1.0, 1.0, shape=shape, dtype=np.float32)  # noqa: E731
+        return spaces.Dict({"user": box(self.user_dim), "candidates": box(self.C, self.item_dim),
+                            "history": box(max(self.H, 1), self.G)})
+
+    def observe(self, state: UserState, candidates: np.ndarray) -> dict[str, np.ndarray]:
+        u = state.index
+        user = np.empty(self.user_dim, dtype=np.float32)
+        user[: self.G] = self.taste[u]
+        user[self.G: self.G + 4] = self.traits[u]
+        user[-1] = min(state.pages_seen / 10.0, 1.0)
+        g = self.gdist[candidates]
+        cand = np.empty((len(candidates), self.item_dim), dtype=np.float32)
+        cand[:, : self.G] = g
+        cand[:, self.G] = self.pop[candidates]
+        cand[:, self.G + 1] = self.quality[candidates]
+        cand[:, self.G + 2] = np.clip(g @ self.taste[u], -1, 1)
+        cand[:, self.G + 3] = [i in state.heard_of for i in candidates.tolist()] if state.heard_of else 0.0
+        hist = np.zeros((max(self.H, 1), self.G), dtype=np.float32)
+        if self.H:
+            recent = [i for i, _ in state.watched[-self.H:]]
+            if len(recent) < self.H:
+                before = self.population.history[u]
+                recent = before[len(before) - (self.H - len(recent)):].tolist() + recent if len(before) else recent
+            if recent:
+                hist[-len(recent):] = self.gdist[recent]
+        return {"user": user, "candidates": cand, "history": hist}
+
+
+def sample_candidates(rng: np.random.Generator, n_items: int, seen: set, k: int,
+                      first: np.ndarray | None = None) -> np.ndarray:
+    """``k`` distinct unseen items: ``first`` (e.g. search matches) in order, then uniform random ones."""
+    out: list[int] = []
+    taken: set[int] = set()
+    if first is not None:
+        for i in first.tolist():
+            if i not in seen and i not in taken:
+                out.append(i)
+                taken.add(i)
+                if len(out) == k:
+                    return np.asarray(out, dtype=np.int64)
+    if n_items - len(seen) - len(taken) < k - len(out):
+        raise ValueError(f"the catalog has too few unseen items ({n_items - len(seen)}) for {k} candidates")
+    while len(out) < k:
+        for i in rng.integers(0, n_items, size=2 * (k - len(out)) + 4).tolist():
+            if i not in seen and i not in taken:
+                out.append(i)
+                taken.add(i)
+                if len(out) == k:
+                    break
+    return np.asarray(out, dtype=np.int64)
+
+
+def slate_from_action(action, n_candidates: int) -> np.ndarray:
+    """Candidate positions of a slate from a ``MultiDiscrete([C] * S)`` action.
+
+    Duplicate rule: a position already on the slate is replaced by the lowest-numbered
+    candidate not yet on it, so a slate always holds S distinct candidates.
+    """
+    pos = [int(a) for a in np.asarray(action).ravel()]
+    used: set[int] = set()
+    out = []
+    spare = iter(range(n_candidates))
+    for a in pos:
+        if a in used or not 0 <= a < n_candidates:
+            a = next(c for c in spare if c not in used)
+        used.add(a)
+        out.append(a)
+    return np.asarray(out, dtype=np.int64)

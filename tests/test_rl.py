@@ -1,0 +1,71 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("stable_baselines3")
+
+from simulator import load_run, run_scenario  # noqa: E402
+from simulator.cli import main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RL = ROOT / "scenarios" / "rl_session.yaml"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """`recworld train` on the shipped RL scenario with its default budget."""
+    out = tmp_path_factory.mktemp("train")
+    assert main(["train", str(RL), "--out", str(out), "--eval-seeds", "3", "--eval-episodes", "100",
+                 "--no-progress"]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_trained_ppo_beats_random_and_popularity(trained):
+    res = {r["policy"]: r for r in json.loads((trained / "results.json").read_text())}
+    assert {"ppo", "random", "popularity"} <= set(res)
+    for base in ("random", "popularity"):
+        # better on every evaluation seed, not just on average
+        assert all(p > b for p, b in zip(res["ppo"]["per_seed"], res[base]["per_seed"])), (res["ppo"], res[base])
+    for f in ("model.zip", "policy.json", "learning_curve.csv", "plots/learning_curve.png", "plots/evaluation.png"):
+        assert (trained / f).exists(), f
+    curve = pd.read_csv(trained / "learning_curve.csv")
+    assert len(curve) > 100 and curve["timestep"].is_monotonic_increasing
+
+
+@pytest.mark.slow
+def test_saved_policy_serves_a_world_run(trained, tmp_path):
+    out = run_scenario(RL, tmp_path / "run", progress=False,
+                       overrides=["recommender.name=policy", f"recommender.path={trained / 'model.zip'}",
+                                  "session.page_size=5", "population.size=100"])
+    run = load_run(out)
+    slates = run.of_kind("slate")
+    assert len(slates) > 50 and run.metrics["watches"] > 0
+    assert all(len(items) == 5 and len(set(items)) == 5 for items in slates["items"])
+
+
+def test_policy_recommender_errors(tmp_path):
+    from simulator.scenario import ScenarioError, load_scenario, validate_plugins
+
+    with pytest.raises(ScenarioError, match="recommender.path"):
+        validate_plugins(load_scenario({"recommender": {"name": "policy"}}))
+    with pytest.raises(FileNotFoundError, match="recworld train"):
+        run_scenario(RL, tmp_path / "r", progress=False,
+                     overrides=["recommender.name=policy", f"recommender.path={tmp_path / 'none.zip'}"])
+
+
+def test_builtin_recommenders_act_as_policies():
+    import gymnasium as gym
+
+    from simulator.rl import builtin_policy
+
+    env = gym.make("recworld/Session-v0", scenario=str(RL), overrides=["population.size=50", "data.n_items=300"])
+    obs, _ = env.reset(seed=0)
+    pol = builtin_policy("popularity", env)
+    action = pol(env, obs)
+    pop = obs["candidates"][:, env.unwrapped.featurizer.G]          # the popularity feature
+    assert sorted(pop[action], reverse=True) == sorted(pop, reverse=True)[:5]
+    assert len(set(builtin_policy("random", env, seed=1)(env, obs).tolist())) == 5
