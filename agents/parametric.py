@@ -11,6 +11,7 @@ popularity and quality come from the population's calibration (see
 
 from __future__ import annotations
 
+import math
 import re
 from typing import ClassVar
 
@@ -95,6 +96,13 @@ class ParametricBrain:
         self._mix_cdf = np.cumsum(w / w.sum())
         self._mix = ("browse", "search", "chat", "post", "idle")
         self._short_titles = [_YEAR.sub("", t) for t in catalog.titles]
+        # hot-path constants: the item-only part of utility, each user's popularity weight,
+        # the position penalty per slot
+        self._item_base = self.b_quality * catalog.quality
+        self._pop = catalog.popularity
+        self._user_pop = self.b_pop * (0.5 + self.conformity)
+        self._taste_b = self.b_taste * self.taste
+        self._position = -p.position_decay * np.log1p(np.arange(512))
         self.reference = self._reference_utility(rng if rng is not None else np.random.default_rng(0))
 
     def _reference_utility(self, rng: np.random.Generator, n_sample: int = 1000) -> np.ndarray:
@@ -119,19 +127,19 @@ class ParametricBrain:
         """Deterministic utility of each item in slate order (position effect included)."""
         u = state.index
         items = np.asarray(items, dtype=np.int64)
+        n = len(items)
         g = self.gdist[items]
-        util = (self.b_taste * (g @ self.taste[u])
-                + self.b_pop * (0.5 + self.conformity[u]) * self.catalog.popularity[items]
-                + self.b_quality * self.catalog.quality[items]
-                - self.params.position_decay * np.log1p(np.arange(len(items))))
+        util = g @ self._taste_b[u] + self._user_pop[u] * self._pop[items] + self._item_base[items]
+        util += self._position[:n] if n <= len(self._position) else -self.params.position_decay * np.log1p(np.arange(n))
         if state.heard_of:
-            util += self.params.heard_of_bonus * np.fromiter((i in state.heard_of for i in items.tolist()), bool, len(items))
+            util += self.params.heard_of_bonus * np.fromiter((i in state.heard_of for i in items.tolist()), bool, n)
         if state.session_watched and self.params.diversity_weight:
             seen_g = self.gdist[state.session_watched].sum(axis=0) > 0
-            novelty = (g * ~seen_g).sum(axis=1)      # share of the item's genres new in this session
+            novelty = g @ ~seen_g            # share of the item's genres new in this session
             util += self.params.diversity_weight * self.diversity[u] * novelty
         if state.seen:
-            util -= 4.0 * np.fromiter((i in state.seen for i in items.tolist()), bool, len(items))
+            seen = state.seen
+            util -= 4.0 * np.fromiter((i in seen for i in items.tolist()), bool, n)
         return util
 
     def no_click_utility(self, state: UserState) -> float:
@@ -167,21 +175,27 @@ class ParametricBrain:
 
     def choose_from_slate(self, state: UserState, items: np.ndarray, page: int, now: float) -> PageChoice:
         rng = state.rng
+        p = self.params
         util = self.utilities(state, items)
         u0 = self.no_click_utility(state)
-        left = list(range(len(items)))
+        top = max(u0, float(util.max())) if len(util) else u0
+        w = np.exp(util - top)                      # choice weights; picked items drop to 0
+        w0 = math.exp(u0 - top)
+        after_pick = math.exp(p.fatigue + 1.0)      # a second film on one page is much less likely
         picks: list[int] = []
-        while left and len(picks) < self.params.max_watch_per_page:
-            z = np.concatenate(([u0], util[left]))
-            j = _draw(np.cumsum(np.exp(z - z.max())), rng)
-            if j == 0:
+        while len(picks) < min(p.max_watch_per_page, len(w)):
+            cdf = np.cumsum(w)
+            r = rng.random() * (w0 + cdf[-1])
+            if r < w0:
                 break
-            picks.append(left.pop(j - 1))
-            u0 += self.params.fatigue + 1.0          # a second film on one page is much less likely
-        stay = self.params.continue_bias - self.params.fatigue * state.pages_seen - 0.8 * len(picks)
-        if rng.random() >= 1 / (1 + np.exp(-stay)):
+            j = min(int(np.searchsorted(cdf, r - w0, side="right")), len(w) - 1)
+            picks.append(j)
+            w[j] = 0.0
+            w0 *= after_pick
+        stay = p.continue_bias - p.fatigue * state.pages_seen - 0.8 * len(picks)
+        if rng.random() >= 1.0 / (1.0 + math.exp(-stay)):
             return PageChoice(picks, "leave")
-        if rng.random() < self.params.search_rate:
+        if rng.random() < p.search_rate:
             return PageChoice(picks, "search", self.search_query(state, now))
         return PageChoice(picks, "next")
 

@@ -61,13 +61,13 @@ class _Base(gym.Env):
         obs = self.featurizer.observe(self.user, self.candidates)
         return spaces.flatten(self._dict_space, obs).astype(np.float32) if self.flatten else obs
 
-    def _reward(self, ratings: np.ndarray, minutes: np.ndarray) -> float:
+    def _reward(self, ratings, minutes) -> float:
         kind = self.scenario.env.reward
         if kind == "click":
             return float(len(ratings))
         if kind == "watch_minutes":
-            return float(np.sum(minutes))
-        return float(np.sum(ratings))
+            return float(sum(minutes))
+        return float(sum(ratings))
 
     def slate_items(self, action) -> np.ndarray:
         """Item indices (catalog rows) the action puts on the slate."""
@@ -100,8 +100,8 @@ class SessionEnv(_Base):
         u = int(options["user"]) if options and "user" in options else int(self.np_random.integers(len(pop)))
         if not 0 <= u < len(pop):
             raise ValueError(f"options['user'] must be a user index in 0..{len(pop) - 1}, got {u}")
-        self.user = UserState(u, int(pop.ids[u]), np.random.default_rng(int(self.np_random.integers(2**63))),
-                              seen=set(pop.history[u].tolist()))
+        # the user's decisions draw from the env's own generator: one stream, seeded by reset(seed)
+        self.user = UserState(u, int(pop.ids[u]), self.np_random, seen=set(pop.history[u].tolist()))
         self.t, self.clock = 0, 0.0
         self.candidates = self._draw()
         return self._obs(), {"user_id": self.user.user_id}
@@ -116,24 +116,25 @@ class SessionEnv(_Base):
         items = self.slate_items(action)
         st.pages_seen += 1
         choice = brain.choose_from_slate(st, items, self.t, self.clock)
-        cons = [brain.consume(st, int(items[p]), self.clock) for p in choice.watch]
-        ratings = np.array([c.rating for c in cons])
-        minutes = np.array([c.minutes for c in cons])
-        for p, c in zip(choice.watch, cons):
-            item = int(items[p])
+        watched = [int(items[p]) for p in choice.watch]
+        ratings, minutes = [], []
+        for item in watched:
+            c = brain.consume(st, item, self.clock)
+            ratings.append(c.rating)
+            minutes.append(c.minutes)
             st.seen.add(item)
             st.heard_of.pop(item, None)
             st.watched.append((item, c.rating))
             st.session_watched.append(item)
-        self.clock += self.think + float(minutes.sum())
+        total_minutes = float(sum(minutes))
+        self.clock += self.think + total_minutes
         self.t += 1
         reward = self._reward(ratings, minutes)
         terminated = choice.next == "leave"
         truncated = not terminated and self.t >= self.horizon
         self.candidates = self._draw()
-        watched = [int(items[p]) for p in choice.watch]
         self._last = {"user_id": st.user_id, "watched": watched, "reward": reward}
-        info = {"user_id": st.user_id, "clicks": len(watched), "watch_minutes": float(minutes.sum())}
+        info = {"user_id": st.user_id, "clicks": len(watched), "watch_minutes": total_minutes}
         return self._obs(), reward, terminated, truncated, info
 
 

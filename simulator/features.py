@@ -29,6 +29,9 @@ class Featurizer:
             prof["conformity"], prof["diversity"], prof["rating_mean"] / 5.0,
             np.log1p(prof["activity"]) / np.log1p(prof["activity"].max() + 1e-9),
         ]).clip(-1, 1).astype(np.float32)
+        self.user_static = np.column_stack([self.taste, self.traits]).astype(np.float32)
+        # per item: genres, popularity, quality (the columns that do not depend on the user)
+        self.item_static = np.column_stack([self.gdist, self.pop, self.quality]).astype(np.float32)
 
     def space(self):
         from gymnasium import spaces
@@ -38,32 +41,47 @@ class Featurizer:
                             "history": box(max(self.H, 1), self.G)})
 
     def observe(self, state: UserState, candidates: np.ndarray) -> dict[str, np.ndarray]:
-        u = state.index
+        u, G = state.index, self.G
         user = np.empty(self.user_dim, dtype=np.float32)
-        user[: self.G] = self.taste[u]
-        user[self.G: self.G + 4] = self.traits[u]
+        user[:-1] = self.user_static[u]
         user[-1] = min(state.pages_seen / 10.0, 1.0)
-        g = self.gdist[candidates]
         cand = np.empty((len(candidates), self.item_dim), dtype=np.float32)
-        cand[:, : self.G] = g
-        cand[:, self.G] = self.pop[candidates]
-        cand[:, self.G + 1] = self.quality[candidates]
-        cand[:, self.G + 2] = np.clip(g @ self.taste[u], -1, 1)
-        cand[:, self.G + 3] = [i in state.heard_of for i in candidates.tolist()] if state.heard_of else 0.0
+        cand[:, : G + 2] = self.item_static[candidates]
+        # taste in [-1, 1] and genre rows summing to 1 keep the affinity in [-1, 1]
+        cand[:, G + 2] = cand[:, :G] @ self.user_static[u, :G]
+        if state.heard_of:
+            cand[:, G + 3] = [i in state.heard_of for i in candidates.tolist()]
+        else:
+            cand[:, G + 3] = 0.0
+        return {"user": user, "candidates": cand, "history": self.history(state)}
+
+    def history(self, state: UserState) -> np.ndarray:
+        """Genres of the last H watched items (this run first, then the user's prior history)."""
+        key = (state.index, len(state.watched))
+        cached = state.extra.get("_history_obs")
+        if cached is not None and cached[0] == key:
+            return cached[1].copy()
         hist = np.zeros((max(self.H, 1), self.G), dtype=np.float32)
         if self.H:
             recent = [i for i, _ in state.watched[-self.H:]]
             if len(recent) < self.H:
-                before = self.population.history[u]
-                recent = before[len(before) - (self.H - len(recent)):].tolist() + recent if len(before) else recent
+                before = self.population.history[state.index]
+                if len(before):
+                    recent = before[max(0, len(before) - (self.H - len(recent))):].tolist() + recent
             if recent:
                 hist[-len(recent):] = self.gdist[recent]
-        return {"user": user, "candidates": cand, "history": hist}
+        state.extra["_history_obs"] = (key, hist)
+        return hist.copy()
 
 
 def sample_candidates(rng: np.random.Generator, n_items: int, seen: set, k: int,
                       first: np.ndarray | None = None) -> np.ndarray:
     """``k`` distinct unseen items: ``first`` (e.g. search matches) in order, then uniform random ones."""
+    if first is None:                     # fast path: k draws that collide with nothing (the usual case)
+        draw = rng.integers(0, n_items, size=k)
+        items = draw.tolist()
+        if len(set(items)) == k and (not seen or not any(i in seen for i in items)):
+            return draw
     out: list[int] = []
     taken: set[int] = set()
     if first is not None:
@@ -91,7 +109,10 @@ def slate_from_action(action, n_candidates: int) -> np.ndarray:
     Duplicate rule: a position already on the slate is replaced by the lowest-numbered
     candidate not yet on it, so a slate always holds S distinct candidates.
     """
-    pos = [int(a) for a in np.asarray(action).ravel()]
+    action = np.asarray(action)
+    pos = action.ravel().tolist()
+    if len(set(pos)) == len(pos) and min(pos) >= 0 and max(pos) < n_candidates:
+        return action.astype(np.int64, copy=False).ravel()
     used: set[int] = set()
     out = []
     spare = iter(range(n_candidates))
