@@ -25,4 +25,4 @@ def test_notebook_executes(path, tmp_path):
     assert not errors
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
-    assert len(images) >= 2, "the notebook should show its plots"
+    assert images, "the notebook should show its plots"
