@@ -44,10 +44,13 @@ class BaseRecommender:
         """Higher is better, one score per candidate item index."""
         raise NotImplementedError
 
+    def rank_candidates(self, request: SlateRequest, candidates: np.ndarray) -> np.ndarray:
+        """The given candidate items, best first (used when a recommender acts as an env policy)."""
+        return candidates[np.argsort(-self.item_scores(request, candidates), kind="stable")]
+
     def rank_all(self, request: SlateRequest, allowed: np.ndarray) -> np.ndarray:
         """All allowed items, best first (override when a faster path exists)."""
-        cand = np.flatnonzero(allowed)
-        return cand[np.argsort(-self.item_scores(request, cand), kind="stable")]
+        return self.rank_candidates(request, np.flatnonzero(allowed))
 
     def update(self, feedback: Feedback) -> None:
         pass

@@ -134,7 +134,8 @@ class SessionEnv(_Base):
         truncated = not terminated and self.t >= self.horizon
         self.candidates = self._draw()
         self._last = {"user_id": st.user_id, "watched": watched, "reward": reward}
-        info = {"user_id": st.user_id, "clicks": len(watched), "watch_minutes": total_minutes}
+        info = {"user_id": st.user_id, "clicks": len(watched), "watch_minutes": total_minutes,
+                "slate": items.tolist(), "clicked": list(choice.watch)}
         return self._obs(), reward, terminated, truncated, info
 
 
@@ -197,7 +198,8 @@ class WorldEnv(_Base):
         watched = [int(items[p]) for p in fb.clicked] if fb is not None else []
         self.steps += 1
         self._last = {"user_id": user.user_id, "watched": watched, "reward": reward}
-        info = {"user_id": user.user_id, "clicks": len(watched), "time": float(self.world.env.now)}
+        info = {"user_id": user.user_id, "clicks": len(watched), "time": float(self.world.env.now),
+                "slate": items.tolist(), "clicked": [] if fb is None else fb.clicked.tolist()}
         if not alive:          # time is up: the last observation repeats the final request's user
             self.candidates = self.candidates if len(self.candidates) else np.zeros(self.C, dtype=np.int64)
         return self._obs(), reward, False, not alive, info

@@ -20,6 +20,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "random": "recommenders.baselines:RandomRecommender",
         "popularity": "recommenders.baselines:PopularityRecommender",
         "policy": "recommenders.policy:PolicyRecommender",
+        "slate_ts": "recommenders.bandits:SlateThompsonSampling",
     },
     "brains": {
         "parametric": "agents.parametric:ParametricBrain",

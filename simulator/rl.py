@@ -138,8 +138,8 @@ class RandomPolicy:
 
 
 class RecommenderPolicy:
-    """Any recommender acting in the env: it scores the offered candidates for the user and
-    fills the slate best first."""
+    """Any recommender acting in the env: it ranks the offered candidates for the user, fills
+    the slate best first, and learns online from the user's responses (``update``)."""
 
     def __init__(self, recommender, env):
         e = env.unwrapped
@@ -151,8 +151,18 @@ class RecommenderPolicy:
 
         e = env.unwrapped
         req = SlateRequest(user=e.user.index, k=e.S, time=getattr(e, "clock", 0.0))
-        scores = np.asarray(self.rec.item_scores(req, e.candidates), dtype=np.float64)
-        return np.argsort(-scores, kind="stable")[: e.S]
+        ranked = self.rec.rank_candidates(req, e.candidates)[: e.S]
+        position = {int(item): j for j, item in enumerate(e.candidates.tolist())}
+        return np.array([position[int(i)] for i in ranked], dtype=np.int64)
+
+    def observe(self, env, action, info) -> None:
+        from .protocols import Feedback, Slate
+
+        e = env.unwrapped
+        clicked = np.asarray(info.get("clicked", []), dtype=np.int64)
+        self.rec.update(Feedback(user=e.user.index, slate=Slate(np.asarray(info["slate"], dtype=np.int64)),
+                                 clicked=clicked, ratings=np.full(len(clicked), np.nan),
+                                 watch_minutes=np.zeros(len(clicked)), time=getattr(e, "clock", 0.0)))
 
 
 def builtin_policy(name: str, env, seed: int = 0):
@@ -186,8 +196,12 @@ def evaluate(policy_factory, scenario, seeds, episodes: int = 50, overrides=None
         for k in range(episodes):
             obs, _ = env.reset(seed=int(seed) * 100_000 + k)
             done = False
+            learn = getattr(policy, "observe", None)
             while not done:
-                obs, r, term, trunc, _ = env.step(policy(env, obs))
+                action = policy(env, obs)
+                obs, r, term, trunc, info = env.step(action)
+                if learn is not None:
+                    learn(env, action, info)
                 total += r
                 done = term or trunc
         per_seed.append(total / episodes)

@@ -28,6 +28,7 @@ def test_gymnasium_checker(env_id):
 
 
 @pytest.mark.parametrize("env_id", IDS)
+@pytest.mark.filterwarnings("ignore:Your observation .* unconventional shape")  # CandidateScorer handles 2-D
 def test_sb3_checker(env_id):
     sb3 = pytest.importorskip("stable_baselines3.common.env_checker")
     sb3.check_env(make(env_id).unwrapped, warn=True)
