@@ -145,6 +145,8 @@ class WorldEnv(_Base):
     def __init__(self, scenario=None, overrides=None, flatten: bool = False, render_mode: str | None = None):
         super().__init__(scenario, overrides, flatten, render_mode)
         self.world = None
+        self._fb = None           # feedback on the slate of the current step
+        self._waiting = False     # True while the world has not yet answered that slate
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         from .events import NullLog
@@ -170,7 +172,7 @@ class WorldEnv(_Base):
     def _advance(self) -> bool:
         """Run the world until a slate request waits (True) or simulated time is up (False)."""
         w, env = self.world, self.world.env
-        while not w.external or self._fb is None and self._waiting:
+        while not w.external or (self._waiting and self._fb is None):
             if env.peek() >= w.end:
                 return False
             env.step()
@@ -203,5 +205,3 @@ class WorldEnv(_Base):
         if not alive:          # time is up: the last observation repeats the final request's user
             self.candidates = self.candidates if len(self.candidates) else np.zeros(self.C, dtype=np.int64)
         return self._obs(), reward, False, not alive, info
-
-    _waiting = False

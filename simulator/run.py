@@ -6,7 +6,7 @@ import json
 import logging
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -21,10 +21,13 @@ def default_out(scenario) -> Path:
     return Path("runs") / f"{scenario.name}-seed{scenario.seed}-{stamp}"
 
 
-def _prepare(out: Path, overwrite: bool) -> None:
-    if out.exists() and any((out / m).exists() for m in RUN_MARKERS):
-        if not overwrite:
-            raise FileExistsError(f"{out} already holds a run; choose another --out or pass --overwrite")
+def _holds_run(out: Path) -> bool:
+    return out.exists() and any((out / m).exists() for m in RUN_MARKERS)
+
+
+def _prepare(out: Path) -> None:
+    """An empty run folder (an earlier run in it is removed: the caller checked --overwrite)."""
+    if _holds_run(out):
         import shutil
 
         shutil.rmtree(out)
@@ -46,11 +49,11 @@ def run_scenario(scenario, out: str | Path | None = None, overrides: list[str] |
     scn = load_scenario(scenario, overrides)
     validate_plugins(scn, str(scenario) if isinstance(scenario, (str, Path)) else None)
     out = Path(out) if out is not None else default_out(scn)
-    if out.exists() and any((out / m).exists() for m in RUN_MARKERS) and not overwrite:
+    if _holds_run(out) and not overwrite:
         raise FileExistsError(f"{out} already holds a run; choose another --out or pass --overwrite")
     t0 = time.perf_counter()
     parts = build_parts(scn)            # data errors surface here, before the run folder exists
-    _prepare(out, overwrite)
+    _prepare(out)
     (out / "scenario.yaml").write_text(scn.to_yaml(), encoding="utf-8")
     world = build_world(scn, out, parts)
     _write_tables(out, parts)
@@ -120,7 +123,6 @@ class Run:
     users: pd.DataFrame | None = None
     items: pd.DataFrame | None = None
     timeseries: pd.DataFrame | None = None
-    extra: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, {len(self.events)} events, status={self.metrics.get('status')!r})"
