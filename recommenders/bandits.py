@@ -1,4 +1,6 @@
-"""``slate_ts``: slate Thompson sampling with a hierarchical prior by item group.
+"""Bandit recommenders: ``slate_ts`` and ``linucb``.
+
+``slate_ts``: slate Thompson sampling with a hierarchical prior by item group.
 
 After Eide, Leslie & Frigessi (FINN.no slates).  Each item's click probability has a Beta
 posterior whose prior is centred on its group's (primary genre's) pooled click rate, so an
@@ -27,6 +29,7 @@ from pydantic import Field
 from simulator.protocols import Feedback, SlateRequest
 
 from .base import CACHED_PAGES, BaseRecommender, Params
+from .personal import PersonalRecommender
 
 
 class SlateThompsonSampling(BaseRecommender):
@@ -103,3 +106,80 @@ class SlateThompsonSampling(BaseRecommender):
         self.clicks[items] += clicked
         np.add.at(self.g_shows, self.group[items], 1.0)
         np.add.at(self.g_clicks, self.group[items], clicked)
+
+
+class LinUCB(PersonalRecommender):
+    """LinUCB with one shared linear model (Li et al., 2010, shared-parameter form).
+
+    Features of item i for user u: the item's genre distribution times the user's genre
+    profile (from what they consumed), the item's genres, popularity, quality and a bias.
+    Score = theta . x + alpha * sqrt(x' A^-1 x); every shown item updates A and b with its
+    click (1) or non-click (0).  Warm start (``warm_start``): the interactions from ``fit``
+    count as clicks and as many sampled unconsumed items as non-clicks.
+    """
+
+    name: ClassVar[str] = "linucb"
+
+    class Params(PersonalRecommender.Params):
+        alpha: float = Field(0.5, ge=0, le=100, description="width of the confidence bonus")
+        ridge: float = Field(1.0, gt=0, le=1e6)
+        warm_start: bool = True
+
+    def fit(self, interactions, catalog) -> None:
+        g = catalog.genre_dist.astype(np.float64)
+        self._static = np.column_stack([g, catalog.popularity, catalog.quality, np.ones(len(catalog))])
+        self.G = g.shape[1]
+        d = self.G + self._static.shape[1]
+        self.A = np.eye(d) * self.params.ridge
+        self.b = np.zeros(d)
+        self._profiles: dict[int, tuple[int, np.ndarray]] = {}
+        super().fit(interactions, catalog)
+        if self.params.warm_start and interactions is not None and len(interactions):
+            users = interactions["user_id"].to_numpy(np.int64)
+            pos = interactions["item"].to_numpy(np.int64)
+            neg = self.rng.integers(0, len(catalog), size=len(pos))
+            prof = np.vstack([self.profile(int(u)) for u in users])
+            for items, r in ((pos, 1.0), (neg, 0.0)):
+                X = self._features(prof, items)
+                self.A += X.T @ X
+                self.b += r * X.sum(axis=0)
+        self._dirty = True
+
+    def profile(self, user_id: int | None) -> np.ndarray:
+        """The user's genre distribution (times the number of genres, so ~1 per genre)."""
+        hist = self.histories.get(int(user_id), []) if user_id is not None else []
+        cached = self._profiles.get(user_id)
+        if cached is not None and cached[0] == len(hist):
+            return cached[1]
+        gd = self.catalog.genre_dist
+        p = gd[hist].sum(axis=0) if hist else np.ones(self.G)
+        p = p / max(p.sum(), 1e-12) * self.G
+        self._profiles[user_id] = (len(hist), p)
+        return p
+
+    def _features(self, profiles: np.ndarray, items: np.ndarray) -> np.ndarray:
+        s = self._static[items]
+        return np.hstack([s[:, : self.G] * profiles, s])
+
+    def _solve(self) -> None:
+        if self._dirty:
+            self.A_inv = np.linalg.inv(self.A)
+            self.theta = self.A_inv @ self.b
+            self._dirty = False
+
+    def item_scores(self, request: SlateRequest, candidates: np.ndarray) -> np.ndarray:
+        self._solve()
+        X = self._features(self.profile(request.user_id)[None, :], candidates)
+        bonus = np.sqrt(np.einsum("ij,jk,ik->i", X, self.A_inv, X).clip(min=0))
+        return X @ self.theta + self.params.alpha * bonus
+
+    def update(self, feedback: Feedback) -> None:
+        items = np.asarray(feedback.slate.items, dtype=np.int64)
+        if len(items):
+            r = np.zeros(len(items))
+            r[np.asarray(feedback.clicked, dtype=np.int64)] = 1.0
+            X = self._features(self.profile(feedback.user_id)[None, :], items)
+            self.A += X.T @ X
+            self.b += X.T @ r
+            self._dirty = True
+        super().update(feedback)

@@ -23,6 +23,7 @@ class SlateRequest:
     exclude: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))   # items never to show
     query: str | None = None       # a search query, or None for a recommendation page
     time: float = 0.0              # simulated minutes
+    user_id: int | None = None     # the user's public id (as in the interactions table), if known
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Feedback:
     watch_minutes: np.ndarray      # minutes consumed per clicked position
     time: float
     query: str | None = None
+    user_id: int | None = None
 
 
 @runtime_checkable

@@ -21,6 +21,10 @@ BUILTIN: dict[str, dict[str, str]] = {
         "popularity": "recommenders.baselines:PopularityRecommender",
         "policy": "recommenders.policy:PolicyRecommender",
         "slate_ts": "recommenders.bandits:SlateThompsonSampling",
+        "mf": "recommenders.personal:MatrixFactorization",
+        "itemknn": "recommenders.personal:ItemKNN",
+        "content": "recommenders.personal:ContentBased",
+        "linucb": "recommenders.bandits:LinUCB",
     },
     "brains": {
         "parametric": "agents.parametric:ParametricBrain",

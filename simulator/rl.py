@@ -150,7 +150,7 @@ class RecommenderPolicy:
         from .protocols import SlateRequest
 
         e = env.unwrapped
-        req = SlateRequest(user=e.user.index, k=e.S, time=getattr(e, "clock", 0.0))
+        req = SlateRequest(user=e.user.index, k=e.S, time=getattr(e, "clock", 0.0), user_id=e.user.user_id)
         ranked = self.rec.rank_candidates(req, e.candidates)[: e.S]
         position = {int(item): j for j, item in enumerate(e.candidates.tolist())}
         return np.array([position[int(i)] for i in ranked], dtype=np.int64)
@@ -162,7 +162,8 @@ class RecommenderPolicy:
         clicked = np.asarray(info.get("clicked", []), dtype=np.int64)
         self.rec.update(Feedback(user=e.user.index, slate=Slate(np.asarray(info["slate"], dtype=np.int64)),
                                  clicked=clicked, ratings=np.full(len(clicked), np.nan),
-                                 watch_minutes=np.zeros(len(clicked)), time=getattr(e, "clock", 0.0)))
+                                 watch_minutes=np.zeros(len(clicked)), time=getattr(e, "clock", 0.0),
+                                 user_id=e.user.user_id))
 
 
 def builtin_policy(name: str, env, seed: int = 0):

@@ -126,7 +126,7 @@ class World:
             now = self.env.now
             request = SlateRequest(user=st.index, k=self.k, page=page,
                                    exclude=np.fromiter(st.seen, dtype=np.int64, count=len(st.seen)),
-                                   query=query, time=now)
+                                   query=query, time=now, user_id=st.user_id)
             if self.external is None:
                 slate = self._check_slate(self.recommender.recommend(request))
             else:
@@ -146,7 +146,8 @@ class World:
             cons = [self.brain.consume(st, int(items[pos]), now) for pos in choice.watch]
             feedback = Feedback(user=st.index, slate=slate, clicked=np.asarray(choice.watch, dtype=np.int64),
                                 ratings=np.array([c.rating for c in cons]),
-                                watch_minutes=np.array([c.minutes for c in cons]), time=now, query=query)
+                                watch_minutes=np.array([c.minutes for c in cons]), time=now, query=query,
+                                user_id=st.user_id)
             if self.on_feedback is not None:
                 self.on_feedback(sid, request, feedback)
             for pos, con in zip(choice.watch, cons):
