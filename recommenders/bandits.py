@@ -78,11 +78,17 @@ class SlateThompsonSampling(BaseRecommender):
             return candidates[np.argsort(-self.item_scores(request, candidates), kind="stable")]
         a, b = self.posterior(candidates)
         S = max(1, request.k)
-        orders = np.argsort(-self.rng.beta(a, b, size=(S, len(candidates))), axis=1, kind="stable")
         want = len(candidates) if n is None else min(n, len(candidates))
+        samples = self.rng.beta(a, b, size=(S, len(candidates)))
+        if want < len(candidates):            # each sample's best `want`, in order
+            top = np.argpartition(-samples, want - 1, axis=1)[:, :want]
+            orders = np.take_along_axis(top, np.argsort(-np.take_along_axis(samples, top, axis=1), axis=1,
+                                                        kind="stable"), axis=1)
+        else:
+            orders = np.argsort(-samples, axis=1, kind="stable")
         out: list[int] = []
         placed: set[int] = set()
-        for r in range(len(candidates)):            # rank-major over the S samples
+        for r in range(orders.shape[1]):            # rank-major over the S samples
             for s in range(S):
                 j = int(orders[s, r])
                 if j not in placed:
@@ -170,7 +176,7 @@ class LinUCB(PersonalRecommender):
     def item_scores(self, request: SlateRequest, candidates: np.ndarray) -> np.ndarray:
         self._solve()
         X = self._features(self.profile(request.user_id)[None, :], candidates)
-        bonus = np.sqrt(np.einsum("ij,jk,ik->i", X, self.A_inv, X).clip(min=0))
+        bonus = np.sqrt(((X @ self.A_inv) * X).sum(axis=1).clip(min=0))
         return X @ self.theta + self.params.alpha * bonus
 
     def update(self, feedback: Feedback) -> None:

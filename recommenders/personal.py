@@ -103,9 +103,9 @@ class MatrixFactorization(PersonalRecommender):
         from threadpoolctl import threadpool_limits
 
         p = self.params
-        als = AlternatingLeastSquares(factors=p.factors, regularization=p.regularization, iterations=p.iterations,
-                                      alpha=p.alpha, random_state=int(self.rng.integers(2**31 - 1)), num_threads=1)
-        with threadpool_limits(1, "blas"):     # implicit asks for single-threaded BLAS
+        with threadpool_limits(1, "blas"):     # implicit asks for single-threaded BLAS (it checks on creation)
+            als = AlternatingLeastSquares(factors=p.factors, regularization=p.regularization, iterations=p.iterations,
+                                          alpha=p.alpha, random_state=int(self.rng.integers(2**31 - 1)), num_threads=1)
             als.fit(m, show_progress=False)
         self.model = als
         self._row = {u: k for k, u in enumerate(users)}

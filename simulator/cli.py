@@ -42,6 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true")
     add_set(t)
 
+    e = sub.add_parser("evaluate", help="offline leave-last-out evaluation of recommenders on MovieLens data")
+    e.add_argument("--data", help="MovieLens folder (ml-latest-small layout; default: the bundled sample)")
+    e.add_argument("--recommenders", help="comma-separated names (default: every registered one that works offline)")
+    e.add_argument("--k", type=int, default=10)
+    e.add_argument("--users", type=int, help="evaluate a random sample of this many users")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out", help="folder for offline_eval.{csv,json,md} (default: runs/evaluate-TIMESTAMP)")
+    e.add_argument("--no-progress", action="store_true")
+
     ls = sub.add_parser("list", help="list the registered recommenders and brains")
     ls.add_argument("kind", nargs="?", choices=["recommenders", "brains"])
     return p
@@ -70,6 +79,26 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{kind}:")
                 for name, target in available(kind).items():
                     print(f"  {name:<14} {target}")
+            return 0
+        if args.command == "evaluate":
+            import time
+            from pathlib import Path
+
+            from .evaluate import evaluate_offline, markdown_table, write_results
+            from .registry import available
+
+            names = [n.strip() for n in args.recommenders.split(",")] if args.recommenders else None
+            unknown = [n for n in names or [] if n not in available("recommenders")]
+            if unknown:
+                raise ValueError(f"unknown recommender(s) {', '.join(unknown)}; known: {', '.join(available('recommenders'))}")
+            if args.k < 1 or (args.users is not None and args.users < 1):
+                raise ValueError("--k and --users must be positive")
+            table = evaluate_offline(args.data, names, k=args.k, max_users=args.users, seed=args.seed,
+                                     progress=not args.no_progress)
+            out = write_results(table, args.out or f"runs/evaluate-{time.strftime('%Y%m%d-%H%M%S')}",
+                                {"data": args.data or "bundled sample", "k": args.k, "seed": args.seed})
+            print(markdown_table(table), end="")
+            print(f"written to {Path(out) / 'offline_eval.json'}")
             return 0
         if args.command == "train":
             import time
