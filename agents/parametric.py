@@ -130,7 +130,7 @@ class ParametricBrain:
         n = len(items)
         g = self.gdist[items]
         util = g @ self._taste_b[u] + self._user_pop[u] * self._pop[items] + self._item_base[items]
-        util += self._position[:n] if n <= len(self._position) else -self.params.position_decay * np.log1p(np.arange(n))
+        util += self._position_for(n)
         if state.heard_of:
             util += self.params.heard_of_bonus * np.fromiter((i in state.heard_of for i in items.tolist()), bool, n)
         if state.session_watched and self.params.diversity_weight:
@@ -153,6 +153,26 @@ class ParametricBrain:
         z = np.concatenate(([self.no_click_utility(state)], util))
         z = np.exp(z - z.max())
         return z[1:] / z.sum()
+
+    def slate_click_probability(self, state: UserState, items: np.ndarray) -> float:
+        """True probability that the user picks something from this slate (1 - no-click)."""
+        return float(self.click_probabilities(state, items).sum())
+
+    def best_click_probability(self, state: UserState, k: int, allowed: np.ndarray) -> float:
+        """The oracle: the highest click probability any slate of ``k`` allowed items can have.
+        With a position penalty that grows with the slot, that slate is the ``k`` items of
+        highest utility, best first."""
+        if len(allowed) == 0:
+            return 0.0
+        base = self.utilities(state, allowed) - self._position_for(len(allowed))   # undo slot penalties
+        top = np.sort(np.partition(base, len(base) - min(k, len(base)))[len(base) - min(k, len(base)):])[::-1]
+        util = top + self._position_for(len(top))
+        z = np.concatenate(([self.no_click_utility(state)], util))
+        z = np.exp(z - z.max())
+        return float(z[1:].sum() / z.sum())
+
+    def _position_for(self, n: int) -> np.ndarray:
+        return self._position[:n] if n <= len(self._position) else -self.params.position_decay * np.log1p(np.arange(n))
 
     # ------------------------------------------------------------------ decisions
 

@@ -25,6 +25,9 @@ class Params(BaseModel):
 class BaseRecommender:
     name: ClassVar[str] = "base"
     Params: ClassVar[type[BaseModel]] = Params
+    #: True when the slate is a deterministic function of the request and the recommender's
+    #: state: every slot then has propensity 1.  Stochastic policies override ``propensities``.
+    deterministic: ClassVar[bool] = True
 
     def __init__(self, params: BaseModel | dict | None = None, *, rng: np.random.Generator | None = None):
         self.params = params if isinstance(params, self.Params) else self.Params.model_validate(params or {})
@@ -72,7 +75,12 @@ class BaseRecommender:
                 keep = np.concatenate([cached[1], fresh[: max(need, CACHED_PAGES * k) - len(cached[1])]])
             self._runs[request.user] = (request.query, keep)
             cached = self._runs[request.user]
-        return Slate(cached[1][page * k: need].copy())
+        items = cached[1][page * k: need].copy()
+        return Slate(items, self.propensities(request, items))
+
+    def propensities(self, request: SlateRequest, items: np.ndarray) -> np.ndarray | None:
+        """Per-slot probability of this slate under the policy, or None where not computable."""
+        return np.ones(len(items)) if self.deterministic else None
 
     def _rank(self, request: SlateRequest) -> np.ndarray:
         n = len(self.catalog)

@@ -17,9 +17,28 @@ class RandomRecommender(BaseRecommender):
     """Uniformly random unseen items (search results in random order within each match level)."""
 
     name: ClassVar[str] = "random"
+    deterministic: ClassVar[bool] = False
 
     def item_scores(self, request: SlateRequest, candidates: np.ndarray) -> np.ndarray:
         return self.rng.random(len(candidates))
+
+    def _rank(self, request: SlateRequest) -> np.ndarray:
+        ranked = super()._rank(request)
+        self._drawn_from = getattr(self, "_drawn_from", {})
+        if request.page == 0:
+            self._drawn_from[request.user] = len(ranked)  # N: the permutation later pages continue
+        return ranked
+
+    def propensities(self, request: SlateRequest, items: np.ndarray) -> np.ndarray | None:
+        """Uniform draws without replacement: slot j of page p has probability 1 / (N - p*k - j)
+        given the slots before it, N = the items the permutation was drawn from.  (Search results
+        are random only within each match level, so they get None.)"""
+        if request.query:
+            return None
+        left = self._drawn_from.get(request.user, 0) - request.page * request.k - np.arange(len(items))
+        if len(items) == 0 or left.min() <= 0:       # past the first permutation (re-ranked): unknown
+            return None
+        return 1.0 / left.astype(np.float64)
 
 
 class PopularityRecommender(BaseRecommender):

@@ -60,7 +60,7 @@ class PolicyRecommender(BaseRecommender):
         exclude = set(request.exclude.tolist()) | st.seen
         cand = sample_candidates(self.rng, len(self.catalog), exclude, self.C, first)
         action, _ = self.model.predict(self.featurizer.observe(st, cand), deterministic=True)
-        return Slate(cand[slate_from_action(action, self.C)])
+        return Slate(cand[slate_from_action(action, self.C)])     # random candidates: no propensities
 
     def item_scores(self, request, candidates):  # not a scoring model: it picks whole slates
         raise NotImplementedError("the policy recommender picks whole slates; it has no per-item scores")

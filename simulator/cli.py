@@ -51,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="folder for offline_eval.{csv,json,md} (default: runs/evaluate-TIMESTAMP)")
     e.add_argument("--no-progress", action="store_true")
 
+    c = sub.add_parser("compare", help="run several recommenders on the same users and seed; compare CTR, "
+                                       "diversity, coverage, Gini and regret")
+    c.add_argument("scenario")
+    c.add_argument("--recommenders", help="comma-separated names (default: the scenario's compare: list)")
+    c.add_argument("--out", help="output folder (default: runs/compare-NAME-TIMESTAMP)")
+    c.add_argument("--no-progress", action="store_true")
+    add_set(c)
+
     ls = sub.add_parser("list", help="list the registered recommenders and brains")
     ls.add_argument("kind", nargs="?", choices=["recommenders", "brains"])
     return p
@@ -79,6 +87,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{kind}:")
                 for name, target in available(kind).items():
                     print(f"  {name:<14} {target}")
+            return 0
+        if args.command == "compare":
+            import time
+
+            from .compare import compare
+            from .evaluate import markdown_table
+            from .scenario import load_scenario, validate_plugins
+
+            scn = load_scenario(args.scenario, args.overrides)
+            validate_plugins(scn, args.scenario)
+            names = [n.strip() for n in args.recommenders.split(",")] if args.recommenders else None
+            out = args.out or f"runs/compare-{scn.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            table = compare(scn, out, names=names, progress=not args.no_progress)
+            print(markdown_table(table), end="")
+            print(f"report: {out}/report.md")
             return 0
         if args.command == "evaluate":
             import time

@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 class EventKind(str, Enum):
     SESSION_START = "session_start"   # a user starts a session; text = chosen activity
     SESSION_END = "session_end"       # value = session length in minutes
-    SLATE = "slate"                   # a page of recommendations shown; items, page, slate_id, text = query
+    SLATE = "slate"                   # a page shown: items, page, slate_id, text = query; propensities,
+                                      # p_click and p_oracle when known (see README)
     WATCH = "watch"                   # user starts consuming item; slate_id/position if from a slate; value = minutes
     RATE = "rate"                     # user rates item after watching; value = rating 1-5, text = feeling
     SEARCH = "search"                 # user issues a query; text = query
@@ -45,6 +46,9 @@ EVENT_SCHEMA = pa.schema([
     ("value", pa.float64()),
     ("items", pa.list_(pa.int64())),
     ("text", pa.string()),
+    ("propensities", pa.list_(pa.float64())),   # slate: per-slot probability under the recommender
+    ("p_click", pa.float64()),                  # slate: true probability the user picks something
+    ("p_oracle", pa.float64()),                 # slate: the same for the best possible slate
 ])
 FIELDS = tuple(EVENT_SCHEMA.names)
 

@@ -70,7 +70,13 @@ def compute_metrics(events: pd.DataFrame, catalog: Catalog, n_users: int, durati
     original = posts[posts["value"] == 0]
     reach = reach.reindex(original["post_id"].astype("int64").unique(), fill_value=0)
     sessions = int((kind == "session_start").sum())
-    return {
+    slates = events[kind == "slate"]
+    regret = {}
+    if "p_oracle" in events and slates["p_oracle"].notna().any():
+        r = (slates["p_oracle"] - slates["p_click"]).dropna()
+        regret = {"regret_total": float(r.sum()), "regret_per_slate": float(r.mean()),
+                  "p_click_mean": float(slates["p_click"].mean()), "p_oracle_mean": float(slates["p_oracle"].mean())}
+    return regret | {
         "users": int(n_users),
         "active_users": int(events.loc[kind == "session_start", "user_id"].nunique()),
         "simulated_minutes": float(duration_minutes),
@@ -144,6 +150,9 @@ def time_series(events: pd.DataFrame, catalog: Catalog, duration_minutes: float,
     w = ev[(ev["kind"] == "watch") & ev["slate_id"].notna()].groupby("bin").size().reindex(bins, fill_value=0)
     ratings = ev[ev["kind"] == "rate"].groupby("bin")["value"].mean().reindex(bins)
     ent, cum = _entropy_by_bin(ev[ev["kind"] == "watch"], catalog, n)
+    sl = ev[ev["kind"] == "slate"]
+    regret = (sl["p_oracle"] - sl["p_click"]).groupby(sl["bin"]).sum().reindex(bins, fill_value=0.0) \
+        if "p_oracle" in ev and sl["p_oracle"].notna().any() else pd.Series(np.nan, index=bins)
     ts = pd.DataFrame({
         "start_minute": edges[:-1],
         "sessions": count("session_start"),
@@ -156,6 +165,8 @@ def time_series(events: pd.DataFrame, catalog: Catalog, duration_minutes: float,
         "genre_entropy_cumulative": cum,
         "chats": count("chat"),
         "posts": count("post"),
+        "regret": regret,
+        "regret_cumulative": regret.cumsum(),
     }, index=bins)
     ts.attrs["bin_minutes"] = b
     return ts

@@ -17,7 +17,9 @@ METRIC_LABELS = {
     "watched_coverage": "catalog coverage (watched)", "exposure_gini": "exposure Gini",
     "genre_entropy_per_user": "genre entropy per user (bits)", "chats": "chats", "heard_of": "items heard of",
     "posts": "posts", "reposts": "re-posts", "post_reads": "post reads", "post_reach_mean": "mean post reach",
-    "post_reach_max": "max post reach",
+    "post_reach_max": "max post reach", "regret_total": "cumulative regret (click prob. vs oracle slate)",
+    "regret_per_slate": "regret per slate", "p_click_mean": "mean true click probability of a slate",
+    "p_oracle_mean": "mean click probability of the oracle slate",
 }
 
 

@@ -81,6 +81,19 @@ class RecommenderConfig(PluginConfig):
     name: str = "popularity"
 
 
+class CompareEntry(RecommenderConfig):
+    """One arm of ``recworld compare``: a recommender with its parameters, and an optional label."""
+    label: str | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {k: v for k, v in (self.model_extra or {}).items()}
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
 class ActivityConfig(Strict):
     median_sessions_per_day: float = Field(1.0, gt=0, le=200)
     tail_index: float = Field(1.5, ge=0.2, le=20, description="Pareto tail index; smaller = heavier tail")
@@ -133,6 +146,9 @@ class EnvConfig(Strict):
 class OutputConfig(Strict):
     flush_every: int = Field(50_000, ge=100, le=50_000_000, description="events per Parquet part")
     plots: bool = True
+    oracle: bool = Field(False, description=(
+        "log each slate's true click probability and the best possible slate's (regret); costs a pass over "
+        "the catalog per slate"))
 
 
 class Scenario(Strict):
@@ -147,6 +163,15 @@ class Scenario(Strict):
     session: SessionConfig = Field(default_factory=SessionConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     env: EnvConfig = Field(default_factory=EnvConfig)
+    compare: list[CompareEntry] = Field(default_factory=list, description="recommenders for `recworld compare`")
+
+    @model_validator(mode="after")
+    def _unique_labels(self):
+        labels = [c.display for c in self.compare]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise ValueError(f"compare: labels must be unique, {dup} repeat (add label: ... to tell them apart)")
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
@@ -302,8 +327,10 @@ def validate_plugins(scenario: Scenario, source: str | None = None) -> None:
     for field, value in (("data.path", getattr(scenario.data, "path", None)), ("social.path", scenario.social.path)):
         if value and not Path(value).expanduser().exists():
             problems.append((field, f"{value} does not exist"))
-    for field, kind, cfg in (("recommender", "recommenders", scenario.recommender),
-                             ("population.brain", "brains", scenario.population.brain)):
+    plugins = [("recommender", "recommenders", scenario.recommender),
+               ("population.brain", "brains", scenario.population.brain)]
+    plugins += [(f"compare.{i}", "recommenders", c) for i, c in enumerate(scenario.compare)]
+    for field, kind, cfg in plugins:
         try:
             cls = registry.load(kind, cfg.name)
         except registry.UnknownPluginError as e:

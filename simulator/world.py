@@ -47,6 +47,7 @@ class World:
         for st in self.states:
             st.inbox = type(st.inbox)(maxlen=INBOX_LIMIT)
         self._activity = population.profiles["activity"].to_numpy(dtype=np.float64)
+        self.oracle = scenario.output.oracle and hasattr(brain, "best_click_probability")
         self._slate_id = 0
         self._post_id = 0
         self._started = False
@@ -136,7 +137,16 @@ class World:
             items = slate.items
             self._slate_id += 1
             sid = self._slate_id
-            self._emit(K.SLATE, st, slate_id=sid, page=page, items=self.catalog.ids[items].tolist(), text=query)
+            extra = {}
+            if slate.propensities is not None:
+                extra["propensities"] = np.asarray(slate.propensities, dtype=np.float64).tolist()
+            if self.oracle and len(items):
+                allowed = np.ones(len(self.catalog), dtype=bool)
+                allowed[request.exclude] = False
+                extra["p_click"] = self.brain.slate_click_probability(st, items)
+                extra["p_oracle"] = self.brain.best_click_probability(st, len(items), np.flatnonzero(allowed))
+            self._emit(K.SLATE, st, slate_id=sid, page=page, items=self.catalog.ids[items].tolist(), text=query,
+                       **extra)
             st.pages_seen += 1
             if len(items) == 0:
                 self._emit(K.LEAVE, st, slate_id=sid, text="empty slate")
