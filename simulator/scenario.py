@@ -259,7 +259,8 @@ def apply_overrides(raw: dict, overrides: list[str] | None, base_dir: Path | Non
     """Set ``a.b.c=value`` entries (values parsed as YAML) in a nested dict, in place.
 
     Setting a plug-in's ``name`` to another plug-in (``recommender.name=random``) drops the
-    parameters of the one it replaces; later overrides can set the new one's parameters.
+    parameters of the one it replaces, and switching ``data.source`` drops the keys the new
+    source does not have; later overrides can set the new ones.
     """
     for text in overrides or []:
         keys, value = parse_override(text)
@@ -274,6 +275,14 @@ def apply_overrides(raw: dict, overrides: list[str] | None, base_dir: Path | Non
                 log.info("%s switched from %r to %r: dropping its parameters %s",
                          ".".join(keys[:-1]), d.get("name"), value, ", ".join(dropped))
             d.clear()
+        if ".".join(keys) == "data.source" and d.get("source", "movielens") != value:
+            target = {"movielens": MovieLensData, "synthetic": SyntheticData, "products": ProductsData}.get(value)
+            if target is not None:
+                dropped = sorted(k for k in d if k not in target.model_fields)
+                for k in dropped:
+                    del d[k]
+                if dropped:
+                    log.info("data.source switched to %r: dropping %s", value, ", ".join(dropped))
         if ".".join(keys) in PATH_FIELDS and isinstance(value, str):
             value = str((base_dir or Path.cwd()) / Path(value).expanduser())
         d[keys[-1]] = value

@@ -101,6 +101,14 @@ def test_switching_plugin_by_name_resets_its_parameters():
     assert load_scenario(base, ["recommender.name=popularity"]).recommender.params == {"window_days": 3}
 
 
+def test_switching_data_source_keeps_only_keys_it_accepts():
+    base = {"data": {"source": "movielens", "path": "/x", "min_ratings": 5}}
+    s = load_scenario(base, ["data.source=products"])
+    assert s.data.source == "products" and s.data.path == "/x"
+    s = load_scenario(base, ["data.source=synthetic", "data.n_items=50"])
+    assert s.data.n_items == 50
+
+
 def test_relative_paths_are_relative_to_the_scenario_file(tmp_path):
     (tmp_path / "sub").mkdir()
     f = write(tmp_path / "sub", {"data": {"path": "../ml"}})
