@@ -108,7 +108,7 @@ def train(scenario, algo: str = "ppo", steps: int = 30_000, seed: int = 0, overr
 def load_policy(path: str | Path):
     """A saved model (``model.zip`` from ``recworld train``)."""
     p = Path(path)
-    meta_path = p.with_suffix(".json") if p.suffix == ".zip" else p.parent / "policy.json"
+    meta_path = p.parent / "policy.json"           # written beside model.zip by train_and_evaluate
     algo = json.loads(meta_path.read_text())["algo"] if meta_path.exists() else "ppo"
     if not p.exists():
         raise FileNotFoundError(f"policy file {p} does not exist (train one with `recworld train`)")

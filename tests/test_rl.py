@@ -69,3 +69,14 @@ def test_builtin_recommenders_act_as_policies():
     pop = obs["candidates"][:, env.unwrapped.featurizer.G]          # the popularity feature
     assert sorted(pop[action], reverse=True) == sorted(pop, reverse=True)[:5]
     assert len(set(builtin_policy("random", env, seed=1)(env, obs).tolist())) == 5
+
+
+def test_load_policy_uses_the_algorithm_recorded_beside_the_model(tmp_path):
+    from stable_baselines3 import A2C
+
+    from simulator.rl import load_policy, train
+
+    model = train(str(RL), algo="a2c", steps=64, n_envs=1, overrides=["population.size=30", "data.n_items=100"])
+    model.save(tmp_path / "model.zip")
+    (tmp_path / "policy.json").write_text(json.dumps({"algo": "a2c"}))
+    assert isinstance(load_policy(tmp_path / "model.zip"), A2C)
