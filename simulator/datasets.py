@@ -175,7 +175,7 @@ def population_from_ratings(catalog: Catalog, inter: pd.DataFrame, n_users: int,
     if sample == "most_active":
         chosen = eligible.sort_values(ascending=False, kind="stable").index[:n_users].to_numpy()
     else:
-        chosen = np.sort(rng.choice(eligible.index.to_numpy(), size=n_users, replace=False))
+        chosen = rng.choice(eligible.index.to_numpy(), size=n_users, replace=False)
     chosen = np.sort(chosen)
     base = catalog.genre_dist.mean(axis=0).astype(np.float64) + 1e-6
     item_mean = inter.groupby("item")["rating"].mean()

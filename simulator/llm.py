@@ -235,7 +235,6 @@ class LLMService:
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
-                r.cache_hit = r.cache_hit or r.calls == 0
                 r.prompt_tokens += hit[1]
                 r.completion_tokens += hit[2]
                 return hit[0]
@@ -268,7 +267,7 @@ class LLMService:
                             r.ok, r.fallback, r.error = False, True, f"invalid answer after repair: {problem}"
         except RuntimeError as e:
             r.ok, r.fallback, r.error = False, True, str(e)
-        r.cache_hit = r.cache_hit and r.calls == 0
+        r.cache_hit = r.calls == 0               # every answer came from the cache
         r.latency_s = time.perf_counter() - t0
         if r.fallback:
             log.warning("LLM answer unusable, falling back: %s", (r.error or "")[:200])

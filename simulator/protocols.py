@@ -56,6 +56,7 @@ class Recommender(Protocol):
 # ----------------------------------------------------------------------------- brains
 
 Activity = Literal["browse", "search", "chat", "post", "idle"]
+INBOX_LIMIT = 50          # unread posts a user keeps
 NextStep = Literal["next", "search", "leave"]
 
 
@@ -80,7 +81,7 @@ class UserState:
     seen: set[int] = field(default_factory=set)
     watched: list[tuple[int, float]] = field(default_factory=list)    # (item, rating) in this run
     heard_of: dict[int, int] = field(default_factory=dict)            # item -> user index it came from
-    inbox: deque[Post] = field(default_factory=deque)
+    inbox: deque[Post] = field(default_factory=lambda: deque(maxlen=INBOX_LIMIT))   # oldest unread drop off
     memory: deque[str] = field(default_factory=lambda: deque(maxlen=50))
     session: int = 0
     pages_seen: int = 0            # in the current session (fatigue)

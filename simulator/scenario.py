@@ -86,10 +86,6 @@ class CompareEntry(RecommenderConfig):
     label: str | None = None
 
     @property
-    def params(self) -> dict[str, Any]:
-        return {k: v for k, v in (self.model_extra or {}).items()}
-
-    @property
     def display(self) -> str:
         return self.label or self.name
 

@@ -21,7 +21,6 @@ from .protocols import Brain, Feedback, Post, Recommender, Slate, SlateRequest, 
 from .scenario import Scenario
 from .social import SocialGraph
 
-INBOX_LIMIT = 50          # unread posts a user keeps; older ones drop off
 READ_MINUTES = 0.25       # time to read one post
 
 
@@ -44,8 +43,6 @@ class World:
             UserState(i, int(ids[i]), np.random.default_rng(s), seen=set(population.history[i].tolist()))
             for i, s in enumerate(user_seeds.spawn(len(population)))
         ]
-        for st in self.states:
-            st.inbox = type(st.inbox)(maxlen=INBOX_LIMIT)
         self._activity = population.profiles["activity"].to_numpy(dtype=np.float64)
         self.oracle = scenario.output.oracle and hasattr(brain, "best_click_probability")
         self._slate_id = 0
