@@ -109,8 +109,21 @@ class EmbeddedLLM:
         if self._server is not None:
             server, self._server = self._server, None
             del server                                     # its destructor stops the main loop
+            self._wait_closed()
             log.info("embedded LLM stopped")
         self.port = None
+
+    def _wait_closed(self, timeout_s: float = 10.0) -> None:
+        """Return once nothing listens on our port any more (the destructor stops the loop in
+        the background), so a caller may reuse the port at once."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                if s.connect_ex((self.host, self.port)) != 0:
+                    return
+            time.sleep(0.1)
+        log.warning("embedded LLM on port %s still accepts connections %.0fs after stop", self.port, timeout_s)
 
     def __enter__(self) -> "EmbeddedLLM":
         return self.start()

@@ -1,7 +1,5 @@
 """The embedded llama.cpp server with the packaged model, for real (the 'local' extra)."""
 
-import time
-
 import pytest
 from pydantic import BaseModel
 
@@ -49,8 +47,10 @@ def test_stops_and_frees_its_port():
     assert server.port is None
     import socket
 
-    time.sleep(0.5)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", port))          # the port is free again
+    with socket.socket() as s:               # nothing listens there any more
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+    with socket.socket() as s:               # and a new server could listen on it at once
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # (closed connections may sit in TIME_WAIT)
+        s.bind(("127.0.0.1", port))
     with pytest.raises(RuntimeError, match="not running"):
         server.api_base
