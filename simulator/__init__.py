@@ -6,6 +6,10 @@ Heavy modules load on first use, so ``import simulator`` stays fast.
 from __future__ import annotations
 
 import importlib
+import os
+
+# litellm would fetch its price list from the network on import; ours is offline-first
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 __version__ = "0.1.0"
 

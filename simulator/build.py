@@ -24,7 +24,7 @@ from .social import SocialGraph
 from .world import World
 
 
-STREAMS = ("data", "population", "graph", "recommender", "brain", "users")
+STREAMS = ("data", "population", "graph", "recommender", "brain", "users", "groups")
 
 
 def seed_streams(scenario: Scenario) -> dict[str, np.random.SeedSequence]:
@@ -68,28 +68,81 @@ def build_parts(scenario: Scenario) -> Parts:
     return Parts(catalog, population, interactions, graph)
 
 
-def make_recommender(scenario: Scenario, parts: Parts):
+def needs_llm(scenario: Scenario) -> bool:
+    """Whether the scenario's recommender or any of its brains asks for the LLM service."""
+    plugins = [("recommenders", scenario.recommender.name), ("brains", scenario.population.brain.name)]
+    plugins += [("brains", g.brain.name) for g in scenario.population.groups]
+    return any(getattr(registry.load(kind, name), "needs_llm", False) for kind, name in plugins)
+
+
+def _llm_kwargs(cls, llm) -> dict:
+    if not getattr(cls, "needs_llm", False):
+        return {}
+    if llm is None:
+        raise RuntimeError(f"{cls.__name__} needs the LLM service; pass llm= (see simulator.llm.service_from_scenario)")
+    return {"llm": llm}
+
+
+def make_recommender(scenario: Scenario, parts: Parts, llm=None):
     cfg = scenario.recommender
     cls = registry.load("recommenders", cfg.name)
-    rec = cls(plugin_params(cls, cfg), rng=np.random.default_rng(seed_streams(scenario)["recommender"]))
+    rec = cls(plugin_params(cls, cfg), rng=np.random.default_rng(seed_streams(scenario)["recommender"]),
+              **_llm_kwargs(cls, llm))
     rec.fit(parts.interactions, parts.catalog)
     return rec
 
 
-def make_brain(scenario: Scenario, parts: Parts):
-    cfg = scenario.population.brain
+def make_brain(scenario: Scenario, parts: Parts, cfg=None, llm=None, stream: int = 0):
+    """The brain ``cfg`` names (default ``population.brain``)."""
+    cfg = cfg or scenario.population.brain
     cls = registry.load("brains", cfg.name)
+    seed = seed_streams(scenario)["brain"] if stream == 0 else seed_streams(scenario)["brain"].spawn(stream)[-1]
     return cls(plugin_params(cls, cfg), catalog=parts.catalog, population=parts.population,
-               rng=np.random.default_rng(seed_streams(scenario)["brain"]))
+               rng=np.random.default_rng(seed), **_llm_kwargs(cls, llm))
 
 
-def build_world(scenario: Scenario, out_dir: str | Path, parts: Parts | None = None) -> World:
-    """A ready-to-run World writing its event log under ``out_dir``."""
+def make_brains(scenario: Scenario, parts: Parts, llm=None):
+    """One brain, or a list with each user's brain when ``population.groups`` mixes them."""
+    default = make_brain(scenario, parts, llm=llm)
+    groups = scenario.population.groups
+    if not groups:
+        return default
+    n = len(parts.population)
+    order = np.random.default_rng(seed_streams(scenario)["groups"]).permutation(n)
+    brains = [default] * n
+    start = 0
+    for g_i, g in enumerate(groups, start=1):
+        size = int(round(g.share * n))
+        brain = make_brain(scenario, parts, g.brain, llm=llm, stream=g_i)
+        for u in order[start:start + size].tolist():
+            brains[u] = brain
+        start += size
+    return brains
+
+
+def build_world(scenario: Scenario, out_dir: str | Path, parts: Parts | None = None, llm=None) -> World:
+    """A ready-to-run World writing its event log under ``out_dir``.
+
+    If the recommender or a brain needs an LLM and ``llm`` is not given, the scenario's
+    ``llm`` service is started here (``model: embedded`` starts the local server) and
+    ``World.close()`` stops it; its calls are logged to ``out_dir/llm_calls.jsonl``.
+    """
     validate_plugins(scenario)
     parts = parts or build_parts(scenario)
-    log = EventLog(out_dir, flush_every=scenario.output.flush_every)
-    world = World(scenario, parts.catalog, parts.population, parts.graph, make_recommender(scenario, parts),
-                  make_brain(scenario, parts), log, seed_streams(scenario)["users"])
+    owned = None
+    if llm is None and needs_llm(scenario):
+        from .llm import service_from_scenario
+
+        llm = owned = service_from_scenario(scenario.llm, log_path=Path(out_dir) / "llm_calls.jsonl")
+    try:
+        log = EventLog(out_dir, flush_every=scenario.output.flush_every)
+        world = World(scenario, parts.catalog, parts.population, parts.graph, make_recommender(scenario, parts, llm),
+                      make_brains(scenario, parts, llm), log, seed_streams(scenario)["users"], llm=llm)
+    except BaseException:
+        if owned is not None:
+            owned.close()
+        raise
+    world.owns_llm = owned is not None
     if hasattr(world.recommender, "attach"):     # recommenders that observe users' state (e.g. 'policy')
         world.recommender.attach(world)
     return world

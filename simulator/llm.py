@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -49,7 +49,9 @@ class LLMConfig(BaseModel):
     backoff_s: float = Field(0.5, ge=0, le=60, description="first retry delay; doubles each retry, with jitter")
     cache: bool = True
     cache_path: str | None = Field(None, description="SQLite file (default: ~/.cache/recworld/llm_cache.sqlite)")
-    json_mode: bool = Field(True, description="ask the server for schema-constrained JSON when a schema is given")
+    constrain: Literal["json_schema", "llguidance", "none"] = Field("json_schema", description=(
+        "how a schema constrains the answer: the OpenAI response_format, a compact llguidance grammar "
+        "(llama.cpp servers; no free whitespace, which tiny models otherwise fill until max_tokens), or none"))
     input_cost_per_token: float | None = Field(None, ge=0, description="USD, for models litellm has no price for")
     output_cost_per_token: float | None = Field(None, ge=0)
 
@@ -154,6 +156,7 @@ class LLMService:
         self._log_file = open(log_path, "a", encoding="utf-8") if log_path else None
         self._jitter = random.Random(jitter_seed)          # timing only; never touches results
         self._litellm = None
+        self.server = None                                 # an embedded server this service owns (stopped by close)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -173,10 +176,14 @@ class LLMService:
     def _params(self, schema: type[BaseModel] | None) -> dict:
         cfg = self.config
         p: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
-        if schema is not None and cfg.json_mode:
+        if schema is None or cfg.constrain == "none":
+            return p
+        if cfg.constrain == "json_schema":
             p["response_format"] = {"type": "json_schema",
                                     "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(),
                                                     "strict": True}}
+        else:
+            p["extra_body"] = {"grammar": compact_grammar(schema)}
         return p
 
     def _cost(self, response) -> float:
@@ -292,6 +299,10 @@ class LLMService:
             self._log_file = None
         if self.cache is not None:
             self.cache.close()
+            self.cache = None
+        if self.server is not None:
+            server, self.server = self.server, None
+            server.stop()
 
     def metrics(self) -> dict:
         """Totals for ``metrics.json`` under ``llm``."""
@@ -299,6 +310,49 @@ class LLMService:
         return {"calls": t.calls, "cache_hits": t.cache_hits, "fallbacks": t.fallbacks,
                 "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens,
                 "cost_usd": round(t.cost_usd, 6), "errors": t.errors}
+
+
+SERVER_KEYS = ("embedded_model", "server_slots", "server_threads")
+
+
+def service_from_scenario(section, log_path: str | Path | None = None) -> LLMService:
+    """The LLM service a scenario's ``llm`` section asks for.  ``model: embedded`` starts the
+    packaged local model on a loopback server that the service owns and stops on ``close()``."""
+    cfg = section.model_dump() if hasattr(section, "model_dump") else dict(section)
+    for k in SERVER_KEYS:
+        cfg.pop(k, None)
+    raw = section.model_dump() if hasattr(section, "model_dump") else dict(section)
+    server = None
+    if cfg["model"] == "embedded":
+        from .localllm import EmbeddedLLM
+
+        server = EmbeddedLLM(raw.get("embedded_model", "gemma-3-270m"), parallel=raw.get("server_slots", 4),
+                             threads=raw.get("server_threads", 2)).start()
+        cfg["model"], cfg["api_base"] = server.model, server.api_base
+        if cfg.get("constrain", "auto") == "auto":
+            cfg["constrain"] = "llguidance"
+        for k in ("input_cost_per_token", "output_cost_per_token"):      # a local model costs nothing
+            if cfg.get(k) is None:
+                cfg[k] = 0.0
+    elif cfg.get("constrain", "auto") == "auto":
+        cfg["constrain"] = "json_schema"
+    try:
+        service = LLMService(cfg, log_path=log_path)
+    except Exception:
+        if server is not None:
+            server.stop()
+        raise
+    service.server = server
+    return service
+
+
+def compact_grammar(schema: type[BaseModel]) -> str:
+    """An llguidance grammar for one-line JSON matching ``schema`` (fixed separators, no free
+    whitespace), in the form llama.cpp's server takes as ``grammar``."""
+    js = schema.model_json_schema()
+    js["x-guidance"] = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": ",
+                        "whitespace_pattern": ""}
+    return "%llguidance {}\nstart: %json " + json.dumps(js, separators=(",", ":"))
 
 
 def _validate(schema: type[BaseModel], text: str | None):

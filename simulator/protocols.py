@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, Callable, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -82,15 +82,23 @@ class UserState:
     watched: list[tuple[int, float]] = field(default_factory=list)    # (item, rating) in this run
     heard_of: dict[int, int] = field(default_factory=dict)            # item -> user index it came from
     inbox: deque[Post] = field(default_factory=lambda: deque(maxlen=INBOX_LIMIT))   # oldest unread drop off
-    memory: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+    memory: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=50))   # (time, what happened)
+    remembered: int = 0            # how many things were ever remembered (brains track what is new)
     session: int = 0
+    query: str | None = None       # the search being browsed, if any
     pages_seen: int = 0            # in the current session (fatigue)
     session_watched: list[int] = field(default_factory=list)
     busy_until: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)                # brain-private state
 
     def remember(self, time: float, text: str) -> None:
-        self.memory.append(f"[{time:.0f}] {text}")
+        self.memory.append((time, text))
+        self.remembered += 1
+
+    def new_memories(self, since: int) -> list[tuple[float, str]]:
+        """What was remembered after the first ``since`` memories (those still kept)."""
+        n = min(self.remembered - since, len(self.memory))
+        return list(self.memory)[len(self.memory) - n:] if n > 0 else []
 
 
 @dataclass
@@ -135,9 +143,21 @@ class PostReaction:
     repost: bool
 
 
+@dataclass
+class Think:
+    """A decision that needs an LLM.  A brain never calls the network itself: it returns a
+    ``Think`` with the requests (``simulator.llm.LLMRequest``); the world sends them together
+    with other users' requests of the same lookahead window and, ``think_minutes`` after they
+    were issued, calls ``then(results)``, which returns the decision or another ``Think``."""
+
+    requests: list
+    then: Callable[[list], Any]
+
+
 @runtime_checkable
 class Brain(Protocol):
-    """Decides for the users it is given.  All randomness comes from ``state.rng``."""
+    """Decides for the users it is given.  All randomness comes from ``state.rng``.  Any
+    decision may instead be returned as a ``Think`` (see above)."""
 
     name: ClassVar[str]
 

@@ -28,6 +28,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     },
     "brains": {
         "parametric": "agents.parametric:ParametricBrain",
+        "llm": "agents.llm:LLMBrain",
     },
 }
 

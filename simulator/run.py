@@ -66,10 +66,11 @@ def run_scenario(scenario, out: str | Path | None = None, overrides: list[str] |
         status, error = "failed", e
         (out / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
     finally:
-        world.log.close()
+        world.close()
     wall = time.perf_counter() - t0
     try:
-        finish(out, scn, parts, sim_minutes=world.env.now, status=status, wall_seconds=wall)
+        finish(out, scn, parts, sim_minutes=world.env.now, status=status, wall_seconds=wall,
+               extra=world_stats(world))
     except Exception:
         if error is None:
             raise
@@ -88,7 +89,26 @@ def _write_tables(out: Path, parts) -> None:
     items.to_parquet(out / "items.parquet", index=False)
 
 
-def finish(out: Path, scn, parts, sim_minutes: float, status: str, wall_seconds: float) -> dict:
+def world_stats(world) -> dict:
+    """What the world's parts counted: LLM totals (``llm``), lookahead batches, recommender counters."""
+    extra: dict = {}
+    if world.llm is not None:
+        extra["llm"] = world.llm.metrics()
+        if world.batcher is not None:
+            extra["llm"]["batching"] = world.batcher.stats()
+        decisions = sum(getattr(b, "decisions", 0) for b in {id(b): b for b in world.brains}.values())
+        if decisions:
+            extra["llm"]["brain_decisions"] = decisions
+            extra["llm"]["brain_fallbacks"] = sum(getattr(b, "fallbacks", 0)
+                                                  for b in {id(b): b for b in world.brains}.values())
+    stats = getattr(world.recommender, "stats", None)
+    if callable(stats):
+        extra["recommender_stats"] = stats()
+    return extra
+
+
+def finish(out: Path, scn, parts, sim_minutes: float, status: str, wall_seconds: float,
+           extra: dict | None = None) -> dict:
     """Metrics, time series and report from the event log in ``out``."""
     import numpy as np
 
@@ -102,6 +122,7 @@ def finish(out: Path, scn, parts, sim_minutes: float, status: str, wall_seconds:
                "recommender": scn.recommender.name, "brain": scn.population.brain.name,
                "wall_seconds": round(wall_seconds, 3)}
     metrics.update(compute_metrics(events, parts.catalog, len(parts.population), duration))
+    metrics.update(extra or {})
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     ts = time_series(events, parts.catalog, duration)
     ts.to_csv(out / "timeseries.csv", index=False)

@@ -96,11 +96,26 @@ class ActivityConfig(Strict):
     max_sessions_per_day: float = Field(24.0, gt=0, le=1440)
 
 
+class BrainGroup(Strict):
+    """A share of the population that uses another brain (e.g. 20% LLM agents among parametric users)."""
+    share: float = Field(gt=0, le=1, description="fraction of the users, drawn at random with the scenario's seed")
+    brain: BrainConfig
+
+
 class PopulationConfig(Strict):
     size: int = Field(50, ge=1, le=5_000_000)
     sample: Literal["random", "most_active"] = "random"
     activity: ActivityConfig = Field(default_factory=ActivityConfig)
     brain: BrainConfig = Field(default_factory=BrainConfig)
+    groups: list[BrainGroup] = Field(default_factory=list, description=(
+        "users with other brains; the users no group takes use population.brain"))
+
+    @model_validator(mode="after")
+    def _shares(self):
+        total = sum(g.share for g in self.groups)
+        if total > 1 + 1e-9:
+            raise ValueError(f"population.groups shares add up to {total:g}; they must not exceed 1")
+        return self
 
 
 class SocialConfig(Strict):
@@ -139,6 +154,33 @@ class EnvConfig(Strict):
         return self
 
 
+class LLMSection(Strict):
+    """The one LLM service of a world (used by LLM brains and LLM recommenders).
+
+    ``model: embedded`` starts the packaged local model on a loopback llama.cpp server
+    (``pip install "recworld[local]"``; offline, no key). Any other value is a litellm model
+    name, e.g. ``gpt-4o-mini`` (key from ``api_key_env``) or ``openai/NAME`` with ``api_base``.
+    """
+    model: str = Field("embedded", min_length=1, description="'embedded' or a litellm model name")
+    embedded_model: str = Field("gemma-3-270m", description="the packaged model the embedded server loads")
+    server_slots: int = Field(4, ge=1, le=64, description="embedded server: requests decoded together")
+    server_threads: int = Field(2, ge=1, le=256, description="embedded server: CPU threads")
+    api_base: str | None = None
+    api_key_env: str | None = Field(None, description="environment variable holding the API key (never logged)")
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(160, ge=1, le=32_768)
+    timeout_s: float = Field(120.0, gt=0, le=3600)
+    max_concurrency: int = Field(8, ge=1, le=1024, description="requests in flight at once")
+    retries: int = Field(3, ge=0, le=20)
+    backoff_s: float = Field(0.5, ge=0, le=60)
+    cache: bool = True
+    cache_path: str | None = Field(None, description="SQLite response cache (default ~/.cache/recworld/llm_cache.sqlite)")
+    constrain: Literal["auto", "json_schema", "llguidance", "none"] = Field("auto", description=(
+        "auto = llguidance grammar on the embedded server, the OpenAI json_schema response format elsewhere"))
+    input_cost_per_token: float | None = Field(None, ge=0)
+    output_cost_per_token: float | None = Field(None, ge=0)
+
+
 class OutputConfig(Strict):
     flush_every: int = Field(50_000, ge=100, le=50_000_000, description="events per Parquet part")
     plots: bool = True
@@ -159,6 +201,7 @@ class Scenario(Strict):
     session: SessionConfig = Field(default_factory=SessionConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     env: EnvConfig = Field(default_factory=EnvConfig)
+    llm: LLMSection = Field(default_factory=LLMSection)
     compare: list[CompareEntry] = Field(default_factory=list, description="recommenders for `recworld compare`")
 
     @model_validator(mode="after")
@@ -191,10 +234,17 @@ class ScenarioError(ValueError):
 
 def _model_at(model: type[BaseModel] | None, loc) -> type[BaseModel] | None:
     """The pydantic model class found by walking ``loc`` from ``model``."""
+    listed = False                      # the last field was a list of models: an index follows
     for part in loc:
+        if listed and isinstance(part, int):
+            listed = False
+            continue
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             return None
         ann = model.model_fields[part].annotation
+        args = typing.get_args(ann)
+        listed = typing.get_origin(ann) is list and bool(args)
+        ann = args[0] if listed else ann
         model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
     return model
 
@@ -334,6 +384,7 @@ def validate_plugins(scenario: Scenario, source: str | None = None) -> None:
             problems.append((field, f"{value} does not exist"))
     plugins = [("recommender", "recommenders", scenario.recommender),
                ("population.brain", "brains", scenario.population.brain)]
+    plugins += [(f"population.groups.{i}.brain", "brains", g.brain) for i, g in enumerate(scenario.population.groups)]
     plugins += [(f"compare.{i}", "recommenders", c) for i, c in enumerate(scenario.compare)]
     for field, kind, cfg in plugins:
         try:

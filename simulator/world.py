@@ -17,7 +17,7 @@ from .catalog import Catalog
 from .events import EventKind as K
 from .events import EventLog
 from .population import Population
-from .protocols import Brain, Feedback, Post, Recommender, Slate, SlateRequest, UserState
+from .protocols import Brain, Feedback, Post, Recommender, Slate, SlateRequest, Think, UserState
 from .scenario import Scenario
 from .social import SocialGraph
 
@@ -26,15 +26,27 @@ READ_MINUTES = 0.25       # time to read one post
 
 class World:
     def __init__(self, scenario: Scenario, catalog: Catalog, population: Population, graph: SocialGraph,
-                 recommender: Recommender, brain: Brain, log: EventLog, user_seeds: np.random.SeedSequence):
+                 recommender: Recommender, brain: Brain | list[Brain], log: EventLog,
+                 user_seeds: np.random.SeedSequence, llm=None):
         self.scenario = scenario
         self.catalog = catalog
         self.population = population
         self.graph = graph
         self.recommender = recommender
-        self.brain = brain
+        # one brain for everybody, or one per user (a mixed population)
+        self.brains = list(brain) if isinstance(brain, (list, tuple)) else [brain] * len(population)
+        if len(self.brains) != len(population):
+            raise ValueError(f"{len(self.brains)} brains for {len(population)} users")
+        self.brain = self.brains[0] if self.brains else brain
         self.log = log
         self.env = simpy.Environment()
+        self.llm = llm
+        self.owns_llm = False            # build_world started it: close() stops it
+        self.batcher = None
+        if llm is not None:
+            from .batching import LookaheadBatcher
+
+            self.batcher = LookaheadBatcher(self.env, llm, scenario.session.think_minutes)
         self.end = scenario.duration_days * 1440.0
         cfg = scenario.session
         self.k, self.max_pages, self.think = cfg.page_size, cfg.max_pages, cfg.think_minutes
@@ -44,7 +56,7 @@ class World:
             for i, s in enumerate(user_seeds.spawn(len(population)))
         ]
         self._activity = population.profiles["activity"].to_numpy(dtype=np.float64)
-        self.oracle = scenario.output.oracle and hasattr(brain, "best_click_probability")
+        self.oracle = scenario.output.oracle and any(hasattr(b, "best_click_probability") for b in self.brains)
         self._slate_id = 0
         self._post_id = 0
         self._started = False
@@ -85,6 +97,22 @@ class World:
     def _wait(self, minutes: float):
         return self.env.timeout(max(0.0, minutes))
 
+    def _think(self, decision) -> Iterator:
+        """Resolve a brain's ``Think`` (LLM requests) into its decision through the batcher."""
+        while isinstance(decision, Think):
+            if self.batcher is None:
+                raise RuntimeError("a brain asked for an LLM, but this world has no LLM service "
+                                   "(build it with build_world, which starts the scenario's llm)")
+            results = yield self.batcher.submit(decision.requests)
+            decision = decision.then(results)
+        return decision
+
+    def close(self) -> None:
+        """Flush the event log and stop the LLM service (and an embedded server) if any."""
+        self.log.close()
+        if self.llm is not None and self.owns_llm:
+            self.llm.close()
+
     # ------------------------------------------------------------------ a user's life
 
     def _life(self, st: UserState) -> Iterator:
@@ -98,7 +126,10 @@ class World:
         st.pages_seen = 0
         st.session_watched = []
         start = self.env.now
-        choice = self.brain.choose_activity(st, start)
+        brain = self.brains[st.index]
+        choice = brain.choose_activity(st, start)
+        if isinstance(choice, Think):
+            choice = yield from self._think(choice)
         kind = choice.kind
         if kind == "chat" and len(self.graph.friends[st.index]) == 0:
             kind = "browse"           # nobody to talk to
@@ -108,7 +139,10 @@ class World:
             yield from self._browse(st, None)
         elif kind == "search":
             yield self._wait(self.think)
-            yield from self._browse(st, choice.query or self.brain.search_query(st, self.env.now))
+            query = choice.query or brain.search_query(st, self.env.now)
+            if isinstance(query, Think):
+                query = yield from self._think(query)
+            yield from self._browse(st, query)
         elif kind == "chat":
             yield from self._chat(st)
         elif kind == "post":
@@ -117,11 +151,13 @@ class World:
 
     def _browse(self, st: UserState, query: str | None) -> Iterator:
         page = 0
+        brain = self.brains[st.index]
         if query:
             self._emit(K.SEARCH, st, text=query)
         while True:
             yield self._wait(self.think)
             now = self.env.now
+            st.query = query
             request = SlateRequest(user=st.index, k=self.k, page=page,
                                    exclude=np.fromiter(st.seen, dtype=np.int64, count=len(st.seen)),
                                    query=query, time=now, user_id=st.user_id)
@@ -137,20 +173,22 @@ class World:
             extra = {}
             if slate.propensities is not None:
                 extra["propensities"] = np.asarray(slate.propensities, dtype=np.float64).tolist()
-            if self.oracle and len(items):
+            if self.oracle and len(items) and hasattr(brain, "best_click_probability"):
                 allowed = np.ones(len(self.catalog), dtype=bool)
                 allowed[request.exclude] = False
-                extra["p_click"] = self.brain.slate_click_probability(st, items)
-                extra["p_oracle"] = self.brain.best_click_probability(st, len(items), np.flatnonzero(allowed))
+                extra["p_click"] = brain.slate_click_probability(st, items)
+                extra["p_oracle"] = brain.best_click_probability(st, len(items), np.flatnonzero(allowed))
             self._emit(K.SLATE, st, slate_id=sid, page=page, items=self.catalog.ids[items].tolist(), text=query,
                        **extra)
             st.pages_seen += 1
             if len(items) == 0:
                 self._emit(K.LEAVE, st, slate_id=sid, text="empty slate")
                 return
-            choice = self.brain.choose_from_slate(st, items, page, now)
+            choice = brain.choose_from_slate(st, items, page, now)
+            if isinstance(choice, Think):
+                choice = yield from self._think(choice)
             # what each pick is worth to the user is settled when it is picked
-            cons = [self.brain.consume(st, int(items[pos]), now) for pos in choice.watch]
+            cons = [brain.consume(st, int(items[pos]), now) for pos in choice.watch]
             feedback = Feedback(user=st.index, slate=slate, clicked=np.asarray(choice.watch, dtype=np.int64),
                                 ratings=np.array([c.rating for c in cons]),
                                 watch_minutes=np.array([c.minutes for c in cons]), time=now, query=query,
@@ -168,7 +206,8 @@ class World:
                 self._emit(K.RATE, st, item_id=item_id, slate_id=sid, value=con.rating, text=con.feeling or None)
                 st.watched.append((item, con.rating))
                 st.session_watched.append(item)
-                st.remember(self.env.now, f"watched {self.catalog.titles[item]} and rated it {con.rating:g}/5")
+                feeling = f" ({con.feeling})" if con.feeling else ""
+                st.remember(self.env.now, f"watched {self.catalog.titles[item]} and rated it {con.rating:g}/5{feeling}")
             if self.external is None:      # the recommender learns once the user has watched
                 self.recommender.update(replace(feedback, time=self.env.now))
             if choice.next == "leave":
@@ -198,13 +237,16 @@ class World:
         friends = self.graph.friends[st.index]
         other = self.states[int(friends[st.rng.integers(len(friends))])]
         yield self._wait(self.think)
-        dialogue = self.brain.chat(st, other, self.env.now)
+        dialogue = self.brains[st.index].chat(st, other, self.env.now)
+        if isinstance(dialogue, Think):
+            dialogue = yield from self._think(dialogue)
         yield self._wait(max(1.0, self.think) * max(1, len(dialogue.lines)))
         mentioned = list(dialogue.mentioned.items())
         self._emit(K.CHAT, st, other_id=other.user_id, items=[int(self.catalog.ids[i]) for i, _ in mentioned],
                    text=dialogue.text)
+        about = "; ".join(self.catalog.titles[i] for i, _ in mentioned)
         for person, partner in ((st, other), (other, st)):
-            person.remember(self.env.now, f"chatted with user {partner.user_id}")
+            person.remember(self.env.now, f"chatted with user {partner.user_id}" + (f" about {about}" if about else ""))
         for item, speaker in mentioned:
             listener = other if speaker == st.index else st
             if item not in listener.seen and item not in listener.heard_of:
@@ -214,7 +256,9 @@ class World:
 
     def _post(self, st: UserState) -> Iterator:
         yield self._wait(self.think)
-        draft = self.brain.write_post(st, self.env.now)
+        draft = self.brains[st.index].write_post(st, self.env.now)
+        if isinstance(draft, Think):
+            draft = yield from self._think(draft)
         if draft is None:
             return
         self._post_id += 1
@@ -242,8 +286,11 @@ class World:
             item_id = int(self.catalog.ids[post.item])
             self._emit(K.READ_POST, st, post_id=post.post_id, root_id=post.root_id, other_id=author.user_id,
                        item_id=item_id)
-            reaction = self.brain.read_post(st, post, self.env.now)
-            st.remember(self.env.now, f"read user {author.user_id}'s post about {self.catalog.titles[post.item]}")
+            reaction = self.brains[st.index].read_post(st, post, self.env.now)
+            if isinstance(reaction, Think):
+                reaction = yield from self._think(reaction)
+            st.remember(self.env.now, f"read user {author.user_id}'s post about {self.catalog.titles[post.item]}: "
+                                      f"{post.text[:120]}")
             if reaction.interested and post.item not in st.seen and post.item not in st.heard_of:
                 st.heard_of[post.item] = post.author
                 self._emit(K.HEARD, st, item_id=item_id, other_id=author.user_id, text="post")

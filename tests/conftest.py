@@ -1,4 +1,6 @@
 import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")     # before any test module imports litellm
 from pathlib import Path
 
 import pytest

@@ -1,0 +1,37 @@
+"""A scripted stand-in for an LLM that answers the LLM brain's prompts by schema (unit tests)."""
+
+import hashlib
+import json
+
+from simulator.fakellm import Reply
+
+
+def _h(body: dict) -> int:
+    return int(hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest()[:8], 16)
+
+
+def schema_name(body: dict) -> str:
+    rf = body.get("response_format") or {}
+    return (rf.get("json_schema") or {}).get("name", "")
+
+
+def answer(body: dict, n: int) -> Reply:
+    """A valid answer for each kind of request, varied by a hash of the prompt."""
+    name, h = schema_name(body), _h(body)
+    if name == "ActivityAnswer":
+        kind = ["browse", "browse", "search", "chat", "post", "browse"][h % 6]
+        return Reply(json.dumps({"activity": kind, "query": "comedy" if kind == "search" else ""}))
+    if name.startswith("PageAnswer"):
+        n = int(name[len("PageAnswer"):].split("x")[0])         # items on the page
+        watch = [{"item": 1 + h % min(3, n), "rating": 1 + h % 5, "feeling": "fine"}] if h % 3 else []
+        nxt = ["next", "leave", "search"][h % 3]
+        return Reply(json.dumps({"watch": watch, "next": nxt, "query": "drama" if nxt == "search" else ""}))
+    if name == "ChatTurn":
+        return Reply(json.dumps({"message": "Have you seen anything good?", "mention": ""}))
+    if name == "PostText":
+        return Reply(json.dumps({"text": "A film worth your evening."}))
+    if name == "Insight":
+        return Reply(json.dumps({"insight": "I enjoy light films."}))
+    if name == "Reaction":
+        return Reply(json.dumps({"interested": bool(h % 2), "repost": False}))
+    return Reply(json.dumps({"answer": "ok"}))
