@@ -205,7 +205,7 @@ class LLMBrain:
         if result.ok and result.parsed is not None:
             return False
         self.fallbacks += 1
-        log.info("user %s: %s falls back to the parametric brain (%s)", state.user_id, what, result.error)
+        log.debug("user %s: %s falls back to the parametric brain (%s)", state.user_id, what, result.error)
         return True
 
     # ------------------------------------------------------------------ decisions

@@ -166,6 +166,8 @@ class LLMService:
             import litellm
 
             litellm.suppress_debug_info = True
+            for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):    # its per-call INFO lines drown ours
+                logging.getLogger(name).setLevel(logging.WARNING)
             self._litellm = litellm
         return self._litellm
 
@@ -180,7 +182,7 @@ class LLMService:
             return p
         if cfg.constrain == "json_schema":
             p["response_format"] = {"type": "json_schema",
-                                    "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(),
+                                    "json_schema": {"name": schema.__name__, "schema": closed_schema(schema),
                                                     "strict": True}}
         else:
             p["extra_body"] = {"grammar": compact_grammar(schema)}
@@ -346,10 +348,29 @@ def service_from_scenario(section, log_path: str | Path | None = None) -> LLMSer
     return service
 
 
+def closed_schema(schema: type[BaseModel]) -> dict:
+    """The model's JSON schema made strict: no extra keys anywhere, every key required (what
+    OpenAI's strict mode demands; without it a small model invents keys until max_tokens)."""
+    js = schema.model_json_schema()
+
+    def close(node):
+        if isinstance(node, dict):
+            if node.get("type") == "object" or "properties" in node:
+                node["additionalProperties"] = False
+                node["required"] = list(node.get("properties", {}))
+            for v in node.values():
+                close(v)
+        elif isinstance(node, list):
+            for v in node:
+                close(v)
+    close(js)
+    return js
+
+
 def compact_grammar(schema: type[BaseModel]) -> str:
     """An llguidance grammar for one-line JSON matching ``schema`` (fixed separators, no free
     whitespace), in the form llama.cpp's server takes as ``grammar``."""
-    js = schema.model_json_schema()
+    js = closed_schema(schema)
     js["x-guidance"] = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": ",
                         "whitespace_pattern": ""}
     return "%llguidance {}\nstart: %json " + json.dumps(js, separators=(",", ":"))

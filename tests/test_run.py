@@ -107,7 +107,14 @@ def test_social_activity_spreads(tmp_path):
     assert (reads["other_id"].to_numpy() == posts.loc[reads["post_id"], "user_id"].to_numpy()).all()
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.yaml")), ids=lambda p: p.name)
+def _shipped():
+    """Every shipped scenario; those on the embedded LLM are marked (CI runs them too)."""
+    for p in sorted((ROOT / "scenarios").glob("*.yaml")):
+        llm = "llm:" in p.read_text() or p.name.startswith(("llm_", "sts_"))
+        yield pytest.param(p, id=p.name, marks=[pytest.mark.slow, pytest.mark.local_llm] if llm else [])
+
+
+@pytest.mark.parametrize("path", _shipped())
 def test_every_shipped_scenario_runs(path, tmp_path):
     out = run_scenario(path, tmp_path / "run", progress=False)
     m = json.loads((out / "metrics.json").read_text())
