@@ -114,7 +114,7 @@ def _shipped():
         yield pytest.param(p, id=p.name, marks=[pytest.mark.slow, pytest.mark.local_llm] if llm else [])
 
 
-@pytest.mark.parametrize("path", _shipped())
+@pytest.mark.parametrize("path", list(_shipped()))
 def test_every_shipped_scenario_runs(path, tmp_path):
     out = run_scenario(path, tmp_path / "run", progress=False)
     m = json.loads((out / "metrics.json").read_text())
