@@ -25,6 +25,8 @@ BUILTIN: dict[str, dict[str, str]] = {
         "itemknn": "recommenders.personal:ItemKNN",
         "content": "recommenders.personal:ContentBased",
         "linucb": "recommenders.bandits:LinUCB",
+        "llm_ranker": "recommenders.llm:LLMRanker",
+        "toolrec": "recommenders.llm:ToolRec",
     },
     "brains": {
         "parametric": "agents.parametric:ParametricBrain",

@@ -32,6 +32,16 @@ def answer(body: dict, n: int) -> Reply:
         return Reply(json.dumps({"text": "A film worth your evening."}))
     if name == "Insight":
         return Reply(json.dumps({"insight": "I enjoy light films."}))
+    if name == "ToolAction":
+        turn = sum(m["role"] == "assistant" for m in body["messages"])
+        step = [("retrieve", "genre", "Comedy", 8), ("retrieve", "year", "1990s", 8), ("retrieve", "similar", "", 8),
+                ("rerank", "genre", "funny", 6), ("finish", "none", "", 1)][min(turn, 4)]
+        return Reply(json.dumps({"thought": "step", "action": step[0], "attribute": step[1], "value": step[2],
+                                 "k": step[3]}))
+    if not name:                      # a ranking request: list the catalog's names in reverse order
+        text = body["messages"][-1]["content"]
+        names = [json.loads(line)["name"] for line in text.splitlines() if line.startswith("{")]
+        return Reply("\n".join(f"{k}. {x}" for k, x in enumerate(reversed(names), 1)))
     if name == "Reaction":
         return Reply(json.dumps({"interested": bool(h % 2), "repost": False}))
     return Reply(json.dumps({"answer": "ok"}))

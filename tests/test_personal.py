@@ -107,12 +107,29 @@ def test_cli_evaluate_writes_tables(tmp_path, capsys):
     assert main(["evaluate", "--recommenders", "nope"]) != 0
 
 
+LLM_RECS = {"llm_ranker": ["recommender.candidates=8", "recommender.item_chars=60"],
+            "toolrec": ["recommender.candidates=8", "recommender.item_chars=60", "recommender.max_rounds=3",
+                        "recommender.pool=10"]}
+
+
+def _served():
+    for n in available("recommenders"):
+        if n in LLM_RECS:        # on the embedded model, in a smaller world
+            yield pytest.param(n, ["population.size=8", "duration_days=0.5", "population.activity.median_sessions_per_day=6",
+                                   "llm.max_tokens=120"] + LLM_RECS[n], id=n, marks=pytest.mark.local_llm)
+        elif n != "policy":
+            yield pytest.param(n, ["duration_days=1"], id=n)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in available("recommenders") if n != "policy"])
-def test_every_recommender_serves_the_quickstart_world(name, tmp_path):
+@pytest.mark.parametrize("name,extra", list(_served()))
+def test_every_recommender_serves_the_quickstart_world(name, extra, tmp_path):
     out = run_scenario(ROOT / "scenarios" / "quickstart.yaml", tmp_path / name, progress=False,
-                       overrides=[f"recommender.name={name}", "duration_days=1"])
+                       overrides=[f"recommender.name={name}", f"llm.cache_path={tmp_path / 'cache.sqlite'}"] + extra)
     run = load_run(out)
     assert run.metrics["status"] == "completed" and run.metrics["slates_shown"] > 20
+    if name in LLM_RECS:
+        st = run.metrics["recommender_stats"]
+        assert st["requests"] > 0 and st["llm_calls"] >= st["requests"] and run.metrics["llm"]["calls"] > 0
     slates = run.of_kind("slate")
     assert all(len(set(items)) == len(items) for items in slates["items"])

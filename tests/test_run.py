@@ -116,7 +116,7 @@ def _shipped():
 
 @pytest.mark.parametrize("path", list(_shipped()))
 def test_every_shipped_scenario_runs(path, tmp_path):
-    out = run_scenario(path, tmp_path / "run", progress=False)
+    out = run_scenario(path, tmp_path / "run", progress=False, overrides=[f"llm.cache_path={tmp_path / 'c.sqlite'}"])
     m = json.loads((out / "metrics.json").read_text())
     assert m["status"] == "completed" and m["sessions"] > 0 and m["watches"] > 0
 

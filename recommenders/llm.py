@@ -1,0 +1,276 @@
+"""LLM recommenders: ``llm_ranker`` and ``toolrec``.
+
+``llm_ranker`` shows the LLM the candidate items as JSON lines with the user's request and
+profile and asks for a numbered list.  As in Kumar & Lakkaraju, an item's rank is where its
+name first appears in the answer (absent = number of items + 1), so the order is read from
+free text, not from a constrained format; an answer that names none of the items falls back
+to the retriever's order and is counted.  This is the recommender that strategic text
+sequences (STS) in item text try to manipulate.
+
+``toolrec`` (after Zhao et al., SIGIR'24) puts an LLM in the user's place: in a ReAct-style
+loop of at most ``max_rounds`` rounds it answers one JSON action per round,
+``retrieve`` (attribute-aware retrieval tools: by genre, by release year, by popularity, by
+similarity to the user's history, each with a K), ``rerank`` (an LLM rerank of what was
+gathered by an attribute, keeping K) or ``finish``; one final LLM rerank over everything
+gathered makes the slate.  LLM and tool calls per request are counted (``stats()``, which
+lands in ``metrics.json`` under ``recommender_stats``).
+
+Both call the LLM service synchronously (a recommender answers at once in the world) and
+rank once per browsing run: later pages continue that ranking.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from simulator.protocols import SlateRequest
+
+from .personal import ContentBased
+
+log = logging.getLogger("recworld.recommenders")
+_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
+
+
+def short_name(title: str) -> str:
+    """A title without its trailing '(year)': what an answer usually writes."""
+    return _YEAR.sub("", str(title)).strip()
+
+
+def rank_by_first_mention(text: str, names: list[str]) -> np.ndarray:
+    """The rank (1 = first) of each name by where it first appears in ``text``
+    (case-insensitive); names that never appear get ``len(names) + 1``.  A name that is part
+    of a longer name also found at the same place is not counted there."""
+    low = (text or "").lower()
+    pos = np.full(len(names), np.inf)
+    for j, name in enumerate(names):
+        n = name.lower().strip()
+        if n:
+            at = low.find(n)
+            if at >= 0:
+                pos[j] = at
+    # a short name inside a longer one that starts at the same spot belongs to the longer one
+    for j, name in enumerate(names):
+        if np.isfinite(pos[j]):
+            for k, other in enumerate(names):
+                if k != j and pos[k] == pos[j] and len(other) > len(name) and other.lower().startswith(name.lower()):
+                    later = low.find(name.lower(), int(pos[j]) + len(other))
+                    pos[j] = later if later >= 0 else np.inf
+                    break
+    ranks = np.full(len(names), len(names) + 1, dtype=np.int64)
+    found = np.flatnonzero(np.isfinite(pos))
+    order = found[np.argsort(pos[found], kind="stable")]
+    ranks[order] = np.arange(1, len(order) + 1)
+    return ranks
+
+
+class LLMStats:
+    def __init__(self):
+        self.requests = 0
+        self.llm_calls = 0
+        self.tool_calls = 0
+        self.fallbacks = 0
+        self.cache_hits = 0
+
+    def add(self, result) -> None:
+        self.llm_calls += 1
+        self.cache_hits += int(result.cache_hit)
+
+    def as_dict(self) -> dict:
+        n = max(self.requests, 1)
+        return {"requests": self.requests, "llm_calls": self.llm_calls, "tool_calls": self.tool_calls,
+                "fallbacks": self.fallbacks, "cache_hits": self.cache_hits,
+                "llm_calls_per_request": round(self.llm_calls / n, 3),
+                "tool_calls_per_request": round(self.tool_calls / n, 3)}
+
+
+class LLMRanker(ContentBased):
+    """A numbered list from the LLM over retrieved candidates; rank by first mention."""
+
+    name: ClassVar[str] = "llm_ranker"
+    needs_llm: ClassVar[bool] = True
+
+    class Params(ContentBased.Params):
+        candidates: int = Field(20, ge=2, le=500, description="items the LLM sees (the retriever's top ones)")
+        item_chars: int = Field(200, ge=0, le=5000, description="characters of item text per JSON line")
+        shuffle: bool = Field(True, description="show the candidates in a random order (seeded)")
+        system_prompt: str = Field("You are a recommender system. Recommend items from the catalog only.")
+
+    def __init__(self, params=None, *, rng=None, llm=None):
+        super().__init__(params, rng=rng)
+        self.llm = llm
+        self.llm_stats = LLMStats()
+
+    def stats(self) -> dict:
+        return self.llm_stats.as_dict()
+
+    # --------------------------------------------------------------- prompts
+
+    def item_json(self, item: int) -> str:
+        c = self.catalog
+        rec = {"name": short_name(c.titles[item])}
+        if c.genre_lists[item]:
+            rec["genres"] = ", ".join(c.genre_lists[item])
+        if int(c.year[item]):
+            rec["year"] = int(c.year[item])
+        text = str(c.items["text"].iat[item])[:self.params.item_chars]
+        if text and self.params.item_chars:
+            rec["description"] = text
+        return json.dumps(rec, ensure_ascii=False)
+
+    def profile(self, request: SlateRequest) -> str:
+        hist = self.history(request)[-50:]
+        if not hist:
+            return "a new user (no history)"
+        g = self.catalog.genre_matrix[hist].sum(axis=0)
+        top = [self.catalog.genre_names[i] for i in np.argsort(-g, kind="stable")[:3] if g[i] > 0]
+        recent = "; ".join(short_name(self.catalog.titles[i]) for i in hist[-3:])
+        return f"likes {', '.join(top)}; recently watched {recent}"
+
+    def ranking_messages(self, items: np.ndarray, request_text: str, profile: str) -> list[dict]:
+        lines = "\n".join(self.item_json(int(i)) for i in items)
+        user = (f"Catalog (one JSON object per line):\n{lines}\n\nUser: {profile}\nRequest: {request_text}\n"
+                "Recommend these items to the user as a numbered list, best first, one name per line.")
+        return [{"role": "system", "content": self.params.system_prompt}, {"role": "user", "content": user}]
+
+    def llm_rank(self, items: np.ndarray, request_text: str, profile: str, purpose: str = "rank",
+                 seed: int | None = None) -> tuple[np.ndarray, bool]:
+        """``items`` reordered by the LLM (unmentioned ones keep their order, after the
+        mentioned ones); the flag is False when the answer named none of them."""
+        if len(items) == 0:
+            return items, True
+        r = self.llm.complete(self.ranking_messages(items, request_text, profile), None, seed, purpose=purpose)
+        self.llm_stats.add(r)
+        ranks = rank_by_first_mention(r.text or "", [short_name(self.catalog.titles[i]) for i in items])
+        if not r.ok or (ranks > len(items)).all():
+            self.llm_stats.fallbacks += 1
+            log.info("%s: the LLM answer named none of the %d items (%s); keeping the retriever's order",
+                     self.name, len(items), r.error or "no item named")
+            return items, False
+        return items[np.argsort(ranks, kind="stable")], True
+
+    def request_text(self, request: SlateRequest) -> str:
+        return f"items matching '{request.query}'" if request.query else "what should I watch next?"
+
+    # --------------------------------------------------------------- ranking
+
+    def _rank(self, request: SlateRequest) -> np.ndarray:
+        base = super()._rank(request)                  # exclusion, search, content/popularity order
+        if request.page != 0 and request.user in self._runs:
+            return base
+        self.llm_stats.requests += 1
+        top = base[: self.params.candidates]
+        shown = self.rng.permutation(top) if self.params.shuffle else top
+        seed = int(self.rng.integers(2**31 - 1))
+        ranked, _ = self.llm_rank(shown, self.request_text(request), self.profile(request), seed=seed)
+        return np.concatenate([ranked, base[self.params.candidates:]])
+
+
+# ----------------------------------------------------------------------------- ToolRec
+
+
+class ToolAction(BaseModel):
+    thought: str = Field(max_length=160)
+    action: Literal["retrieve", "rerank", "finish"]
+    attribute: Literal["genre", "year", "popularity", "similar", "none"]
+    value: str = Field(max_length=40)
+    k: int = Field(ge=1, le=50)
+
+
+TOOLREC_SYSTEM = """You stand in for a user of a movie site and find movies for them with tools.
+Each turn, answer one JSON action:
+- retrieve: fetch k movies by an attribute: genre (value: a genre name), year (value: a year like 1995 or a decade like 1990s), popularity (value: ""), similar (value: "", movies like the user's history)
+- rerank: reorder what you have gathered by an attribute (value: what matters, e.g. "funny"), keeping the best k
+- finish: you have enough
+Genres: {genres}"""
+
+
+class ToolRec(LLMRanker):
+    name: ClassVar[str] = "toolrec"
+
+    class Params(LLMRanker.Params):
+        max_rounds: int = Field(7, ge=1, le=20, description="ReAct rounds before the final rerank")
+        default_k: int = Field(10, ge=1, le=50)
+        pool: int = Field(30, ge=2, le=500, description="at most this many gathered items go to the final rerank")
+
+    def _tool(self, request: SlateRequest, allowed: np.ndarray, attribute: str, value: str, k: int) -> np.ndarray:
+        """Retrieval tools: the top ``k`` allowed items by an attribute."""
+        c = self.catalog
+        pop = self._popular + c.popularity                 # in-world counts, then the catalog's prior
+        mask = allowed.copy()
+        v = (value or "").strip().lower()
+        if attribute == "genre":
+            names = [g.lower() for g in c.genre_names]
+            hit = [j for j, g in enumerate(names) if v and (v in g or g in v)]
+            mask &= c.genre_matrix[:, hit].sum(axis=1) > 0 if hit else False
+            score = pop
+        elif attribute == "year":
+            m = re.search(r"(\d{4})(s?)", v) or re.search(r"(\d{2})(s)", v)
+            if m:
+                year = int(m.group(1))
+                year = year + 1900 if year < 100 else year
+                lo, hi = (year, year + 9) if m.group(2) else (year, year)
+                mask &= (c.year >= lo) & (c.year <= hi)
+            score = pop
+        elif attribute == "similar":
+            s = self.user_scores(request)
+            score = s if s is not None else pop
+        else:
+            score = pop
+        cand = np.flatnonzero(mask)
+        return cand[np.argsort(-score[cand], kind="stable")[:k]]
+
+    def _rank(self, request: SlateRequest) -> np.ndarray:
+        if request.query or (request.page != 0 and request.user in self._runs):
+            return super()._rank(request)              # a search: the ranker over search hits
+        st = self.llm_stats
+        st.requests += 1
+        n = len(self.catalog)
+        allowed = np.ones(n, dtype=bool)
+        if len(request.exclude):
+            allowed[request.exclude] = False
+        seed = int(self.rng.integers(2**31 - 1))
+        profile = self.profile(request)
+        messages = [{"role": "system", "content": TOOLREC_SYSTEM.format(genres=", ".join(self.catalog.genre_names))},
+                    {"role": "user", "content": f"The user: {profile}. Find movies they will want to watch next."}]
+        pool: list[int] = []
+        for rnd in range(self.params.max_rounds):
+            r = self.llm.complete(messages, ToolAction, seed + rnd, purpose="toolrec_action")
+            st.add(r)
+            if not r.ok:
+                st.fallbacks += 1
+                break
+            a: ToolAction = r.parsed
+            messages.append({"role": "assistant", "content": r.text})
+            if a.action == "finish":
+                break
+            st.tool_calls += 1
+            k = a.k or self.params.default_k
+            if a.action == "retrieve":
+                got = self._tool(request, allowed, a.attribute, a.value, k)
+                new = [int(i) for i in got if int(i) not in pool]
+                pool.extend(new)
+                obs = (f"Retrieved {len(got)} movies ({len(new)} new): "
+                       + "; ".join(short_name(self.catalog.titles[i]) for i in got[:10]) if len(got) else
+                       "Nothing found; try another attribute or value.")
+            else:
+                if not pool:
+                    obs = "Nothing gathered yet to rerank; retrieve first."
+                else:
+                    ranked, _ = self.llm_rank(np.array(pool), f"rank by {a.attribute}: {a.value}", profile,
+                                              purpose="toolrec_rerank", seed=seed + 100 + rnd)
+                    pool = [int(i) for i in ranked[:k]]
+                    obs = "Kept: " + "; ".join(short_name(self.catalog.titles[i]) for i in pool[:10])
+            messages.append({"role": "user", "content": f"Observation: {obs}\nNext action?"})
+        if not pool:                                   # nothing gathered: what the suite would show
+            pool = [int(i) for i in self._tool(request, allowed, "similar", "", self.params.pool)]
+        shown = np.array(pool[: self.params.pool])
+        ranked, _ = self.llm_rank(shown, "what should I watch next?", profile, purpose="toolrec_final",
+                                  seed=seed + 999)
+        rest = super(LLMRanker, self)._rank(request)   # the content/popularity order for later pages
+        return np.concatenate([ranked, rest[~np.isin(rest, ranked)]])
