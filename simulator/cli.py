@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--k", type=int, default=10)
     e.add_argument("--users", type=int, help="evaluate a random sample of this many users")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--llm-users", type=int, default=20,
+                   help="users sampled for the LLM recommenders (llm_ranker, toolrec); default 20")
+    e.add_argument("--llm-model", default="embedded",
+                   help="LLM for them: 'embedded' (local, default) or a litellm model name")
     e.add_argument("--out", help="folder for offline_eval.{csv,json,md} (default: runs/evaluate-TIMESTAMP)")
     e.add_argument("--no-progress", action="store_true")
 
@@ -116,8 +120,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"unknown recommender(s) {', '.join(unknown)}; known: {', '.join(available('recommenders'))}")
             if args.k < 1 or (args.users is not None and args.users < 1):
                 raise ValueError("--k and --users must be positive")
+            if args.llm_users < 1:
+                raise ValueError("--llm-users must be positive")
             table = evaluate_offline(args.data, names, k=args.k, max_users=args.users, seed=args.seed,
-                                     progress=not args.no_progress)
+                                     progress=not args.no_progress, llm_users=args.llm_users,
+                                     llm={"model": args.llm_model})
             out = write_results(table, args.out or f"runs/evaluate-{time.strftime('%Y%m%d-%H%M%S')}",
                                 {"data": args.data or "bundled sample", "k": args.k, "seed": args.seed})
             print(markdown_table(table), end="")

@@ -29,12 +29,13 @@ def leave_last_out(interactions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
 
 
 def evaluate_offline(path=None, recommenders=None, k: int = 10, max_users: int | None = None, seed: int = 0,
-                     progress: bool = False) -> pd.DataFrame:
-    from tqdm.auto import tqdm
-
+                     progress: bool = False, llm_users: int = 20, llm: dict | None = None,
+                     params: dict[str, dict] | None = None) -> pd.DataFrame:
+    """One row per recommender.  Recommenders that need an LLM are scored on a random sample
+    of ``llm_users`` of the test users (``llm`` = a scenario ``llm`` section as a dict; default:
+    the embedded model); ``params`` gives a recommender's parameters by name."""
     from . import registry
     from .datasets import bundled_movielens_path, load_movielens
-    from .protocols import SlateRequest
 
     ml = load_movielens(path or bundled_movielens_path())
     catalog = ml.catalog
@@ -45,25 +46,48 @@ def evaluate_offline(path=None, recommenders=None, k: int = 10, max_users: int |
     seen = {int(u): g.to_numpy(np.int64) for u, g in train.groupby("user_id")["item"]}
     discount = 1.0 / np.log2(np.arange(2, k + 2))
     rows = []
-    for name in names:
-        cls = registry.load("recommenders", name)
-        rec = cls(rng=np.random.default_rng(seed))
-        t0 = time.perf_counter()
-        rec.fit(train, catalog)
-        t1 = time.perf_counter()
-        ndcg, hits, shown = [], [], set()
-        users = zip(test["user_id"].to_numpy(np.int64), test["item"].to_numpy(np.int64))
-        for j, (uid, held) in enumerate(tqdm(list(users), desc=name, disable=not progress, leave=False)):
-            req = SlateRequest(user=j, k=k, exclude=seen.get(int(uid), np.empty(0, np.int64)), user_id=int(uid))
-            top = np.asarray(rec.recommend(req).items)
-            shown.update(top.tolist())
-            at = np.flatnonzero(top == held)
-            hits.append(len(at) > 0)
-            ndcg.append(discount[at[0]] if len(at) else 0.0)
-        rows.append({"recommender": name, f"ndcg@{k}": float(np.mean(ndcg)), f"recall@{k}": float(np.mean(hits)),
-                     "coverage": len(shown) / len(catalog), "users": len(test),
-                     "fit_s": round(t1 - t0, 3), "eval_s": round(time.perf_counter() - t1, 3)})
+    service = None
+    try:
+        for name in names:
+            cls = registry.load("recommenders", name)
+            kw, users_df = {}, test
+            if getattr(cls, "needs_llm", False):
+                if service is None:
+                    from .llm import service_from_scenario
+                    from .scenario import LLMSection
+
+                    service = service_from_scenario(LLMSection.model_validate(llm or {}))
+                kw["llm"] = service
+                if llm_users < len(test):
+                    users_df = test.sample(llm_users, random_state=seed).sort_values("user_id").reset_index(drop=True)
+            rows.append(_score(name, cls((params or {}).get(name), rng=np.random.default_rng(seed), **kw), train,
+                               catalog, users_df, seen, k, discount, progress))
+    finally:
+        if service is not None:
+            service.close()
     return pd.DataFrame(rows).sort_values(f"ndcg@{k}", ascending=False).reset_index(drop=True)
+
+
+def _score(name, rec, train, catalog, test, seen, k, discount, progress) -> dict:
+    from tqdm.auto import tqdm
+
+    from .protocols import SlateRequest
+
+    t0 = time.perf_counter()
+    rec.fit(train, catalog)
+    t1 = time.perf_counter()
+    ndcg, hits, shown = [], [], set()
+    users = zip(test["user_id"].to_numpy(np.int64), test["item"].to_numpy(np.int64))
+    for j, (uid, held) in enumerate(tqdm(list(users), desc=name, disable=not progress, leave=False)):
+        req = SlateRequest(user=j, k=k, exclude=seen.get(int(uid), np.empty(0, np.int64)), user_id=int(uid))
+        top = np.asarray(rec.recommend(req).items)
+        shown.update(top.tolist())
+        at = np.flatnonzero(top == held)
+        hits.append(len(at) > 0)
+        ndcg.append(discount[at[0]] if len(at) else 0.0)
+    return {"recommender": name, f"ndcg@{k}": float(np.mean(ndcg)), f"recall@{k}": float(np.mean(hits)),
+            "coverage": len(shown) / len(catalog), "users": len(test),
+            "fit_s": round(t1 - t0, 3), "eval_s": round(time.perf_counter() - t1, 3)}
 
 
 def write_results(table: pd.DataFrame, out: str | Path, meta: dict) -> Path:
