@@ -1,30 +1,86 @@
 """Lookahead batching: many agents' LLM requests in flight at once, deterministically.
 
 A thought takes ``think`` simulated minutes.  The first request after a quiet spell opens a
-window that closes ``think`` minutes later; every request issued inside it is sent in one
-concurrent batch when it closes (up to the service's concurrency limit), and each answer is
-delivered at its own ``request time + think``, which is never before the window closes.
-What a user sees therefore depends only on simulated time, never on the order in which
-the server answers, and the number of requests in flight grows with the number of agents.
+window of ``window`` minutes (at most ``think``); when it closes, every request issued inside
+it is sent as one batch, and the simulation goes on while the batch is in flight.  Each
+answer is delivered at its own ``request time + think``, never before its window closed, and
+the world waits (in wall-clock time) for an answer only when simulated time reaches that
+delivery.  With ``window < think`` several windows are in flight together, which keeps the
+server's capacity full even when one window holds fewer requests than it can take.
+
+What a user sees depends only on simulated time, never on the order in which the server
+answers, so the run is deterministic.  Batches go to the LLM service on one background
+event loop, under one concurrency limit shared by all batches in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 import simpy
 
 
 class LookaheadBatcher:
-    def __init__(self, env: simpy.Environment, service, think: float):
+    def __init__(self, env: simpy.Environment, service, think: float, window: float | None = None):
         self.env = env
         self.service = service
         self.think = float(think)
+        self.window = self.think if window is None else min(float(window), self.think)
         self._pending: list[tuple[float, list, simpy.Event]] = []
         self._open = False
         self.batches = 0
         self.requests = 0
         self.max_batch = 0
+        self.waited_s = 0.0                       # wall time the simulation spent waiting for answers
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._sem: asyncio.Semaphore | None = None
+        self._futures: list = []
+
+    # ------------------------------------------------------------------ the background loop
+
+    def _ensure_loop(self) -> None:
+        if self._loop is not None:
+            return
+        loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="recworld-llm", daemon=True)
+        self._thread.start()
+        self._loop = loop
+
+        async def make_sem():
+            return asyncio.Semaphore(self.service.config.max_concurrency)
+        self._sem = asyncio.run_coroutine_threadsafe(make_sem(), loop).result()
+
+    def close(self) -> None:
+        """Let batches still in flight finish (their answers are logged and cached), then stop."""
+        for f in self._futures:
+            try:
+                f.result(timeout=self.service.config.timeout_s * (self.service.config.retries + 2))
+            except Exception:  # noqa: BLE001 - the run is over; the service logged what failed
+                pass
+        self._futures.clear()
+        if self._loop is not None:
+            async def shutdown():          # e.g. litellm's logging worker lives on this loop
+                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await self._loop.shutdown_asyncgens()
+            try:
+                asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
+            except Exception:  # noqa: BLE001
+                pass
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop.close()
+            self._loop = None
+
+    async def _run(self, requests: list) -> list:
+        return list(await asyncio.gather(*(self.service.acomplete(q, self._sem) for q in requests)))
+
+    # ------------------------------------------------------------------ the world's side
 
     def submit(self, requests: list) -> simpy.Event:
         """An event that succeeds with the list of results, ``think`` minutes from now."""
@@ -36,19 +92,33 @@ class LookaheadBatcher:
         return ev
 
     def _close_window(self):
-        yield self.env.timeout(self.think)
+        yield self.env.timeout(self.window)
         batch, self._pending, self._open = self._pending, [], False
         flat = [r for _, reqs, _ in batch for r in reqs]
-        results = self.service.complete_many(flat) if flat else []
         self.batches += 1
         self.requests += len(flat)
         self.max_batch = max(self.max_batch, len(flat))
+        self._ensure_loop()
+        future = asyncio.run_coroutine_threadsafe(self._run(flat), self._loop)
+        self._futures = [f for f in self._futures if not f.done()] + [future]
         i = 0
         for t, reqs, ev in batch:
-            mine, i = results[i:i + len(reqs)], i + len(reqs)
+            lo, i = i, i + len(reqs)
             delay = max(0.0, t + self.think - self.env.now)
-            self.env.timeout(delay).callbacks.append(lambda _e, ev=ev, mine=mine: ev.succeed(mine))
+            self.env.timeout(delay).callbacks.append(
+                lambda _e, ev=ev, lo=lo, hi=i: ev.succeed(self._result(future)[lo:hi]))
+
+    def _result(self, future) -> list:
+        if not future.done():
+            import time
+
+            t0 = time.perf_counter()
+            out = future.result()
+            self.waited_s += time.perf_counter() - t0
+            return out
+        return future.result()
 
     def stats(self) -> dict[str, Any]:
         return {"batches": self.batches, "requests": self.requests, "max_batch": self.max_batch,
-                "mean_batch": round(self.requests / self.batches, 2) if self.batches else 0.0}
+                "mean_batch": round(self.requests / self.batches, 2) if self.batches else 0.0,
+                "window_minutes": self.window, "wait_seconds": round(self.waited_s, 3)}

@@ -155,6 +155,7 @@ class LLMService:
         self.totals = Totals()
         self._log_file = open(log_path, "a", encoding="utf-8") if log_path else None
         self._jitter = random.Random(jitter_seed)          # timing only; never touches results
+        self._record_lock = threading.Lock()               # batches may finish on a background loop
         self._litellm = None
         self.server = None                                 # an embedded server this service owns (stopped by close)
 
@@ -201,13 +202,14 @@ class LLMService:
             return 0.0
 
     def _record(self, req: LLMRequest, key: str, r: LLMResult) -> None:
-        self.totals.add(r)
-        if self._log_file is None:
-            return
-        rec = {"time": time.time(), "prompt_hash": key[:16], "model": self.config.model, **req.meta,
-               **{k: v for k, v in asdict(r).items() if k not in ("text", "parsed")}}
-        self._log_file.write(json.dumps(rec) + "\n")
-        self._log_file.flush()
+        with self._record_lock:
+            self.totals.add(r)
+            if self._log_file is None:
+                return
+            rec = {"time": time.time(), "prompt_hash": key[:16], "model": self.config.model, **req.meta,
+                   **{k: v for k, v in asdict(r).items() if k not in ("text", "parsed")}}
+            self._log_file.write(json.dumps(rec) + "\n")
+            self._log_file.flush()
 
     # ------------------------------------------------------------------ calls
 

@@ -137,6 +137,8 @@ class SessionConfig(Strict):
     max_pages: int = Field(5, ge=1, le=1000)
     think_minutes: float = Field(1.0, ge=0, le=120, description="simulated time a decision takes")
     chat_turns: int = Field(4, ge=2, le=40)
+    batch_window: float = Field(0.1, gt=0, le=1, description=(
+        "LLM lookahead window as a share of think_minutes; below 1, several windows are in flight at once"))
 
 
 class EnvConfig(Strict):

@@ -46,7 +46,8 @@ class World:
         if llm is not None:
             from .batching import LookaheadBatcher
 
-            self.batcher = LookaheadBatcher(self.env, llm, scenario.session.think_minutes)
+            self.batcher = LookaheadBatcher(self.env, llm, scenario.session.think_minutes,
+                                            scenario.session.think_minutes * scenario.session.batch_window)
         self.end = scenario.duration_days * 1440.0
         cfg = scenario.session
         self.k, self.max_pages, self.think = cfg.page_size, cfg.max_pages, cfg.think_minutes
@@ -110,6 +111,8 @@ class World:
     def close(self) -> None:
         """Flush the event log and stop the LLM service (and an embedded server) if any."""
         self.log.close()
+        if self.batcher is not None:
+            self.batcher.close()
         if self.llm is not None and self.owns_llm:
             self.llm.close()
 

@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("litellm")
 
-from agent_script import answer  # noqa: E402
+from simulator.scripted import answer  # noqa: E402
 from recommenders.llm import LLMRanker, ToolRec, rank_by_first_mention  # noqa: E402
 from simulator.datasets import load_movielens  # noqa: E402
 from simulator.fakellm import FakeLLMServer, Reply  # noqa: E402

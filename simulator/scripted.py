@@ -1,9 +1,11 @@
-"""A scripted stand-in for an LLM that answers the LLM brain's prompts by schema (unit tests)."""
+"""A scripted stand-in for an LLM: valid answers to the requests of RecWorld's LLM brain and
+LLM recommenders, chosen by the request's schema name (for ``FakeLLMServer``: unit tests and
+the simulator-efficiency benchmark, where the answers' content does not matter)."""
 
 import hashlib
 import json
 
-from simulator.fakellm import Reply
+from .fakellm import Reply
 
 
 def _h(body: dict) -> int:

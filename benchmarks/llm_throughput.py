@@ -1,0 +1,129 @@
+"""How well the world keeps an LLM server busy, and what an LLM agent costs per decision.
+
+(a) Simulator efficiency: LLM agents against a loopback fake OpenAI-compatible server that
+    answers after a fixed latency L with at most C requests in flight.  The best any
+    client can do is C/L decisions per second; we print achieved decisions/s and the ratio.
+(b) The embedded llama.cpp server with the packaged model: the same page decisions sent
+    one at a time and batched (several in flight, decoded together by the server's slots).
+(c) LLM calls and tokens per agent decision, from (a) and (b).
+
+    python benchmarks/llm_throughput.py                       # (a) for 100 and 1,000 agents, then (b)
+    python benchmarks/llm_throughput.py --part efficiency --agents 100 --latency 0.5 --capacity 16
+    python benchmarks/llm_throughput.py --part embedded --decisions 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+
+def efficiency(agents: int, latency: float, capacity: int, sim_minutes: float, seed: int = 0) -> dict:
+    from simulator.build import build_world
+    from simulator.fakellm import FakeLLMServer
+    from simulator.llm import LLMService
+    from simulator.scenario import load_scenario
+    from simulator.scripted import answer
+
+    def slow(body, n):
+        r = answer(body, n)
+        r.delay = latency
+        return r
+
+    scn = load_scenario({
+        "name": f"llm-efficiency-{agents}", "seed": seed, "duration_days": sim_minutes / 1440,
+        "data": {"source": "synthetic", "n_items": 500, "n_genres": 12, "duration_mean": 2.0},
+        "population": {"size": agents, "activity": {"median_sessions_per_day": 200, "max_sessions_per_day": 1440},
+                       "brain": {"name": "llm"}},
+        "session": {"think_minutes": 1.0, "page_size": 5},
+        "output": {"plots": False},
+    })
+    with FakeLLMServer(slow, max_in_flight=capacity) as srv, tempfile.TemporaryDirectory() as tmp:
+        svc = LLMService({"model": "openai/fake", "api_base": srv.url, "cache": False, "max_concurrency": capacity,
+                          "timeout_s": 60 + 10 * latency})
+        world = build_world(scn, tmp, llm=svc)
+        svc.complete([{"role": "user", "content": "warm-up"}])        # import litellm outside the clock
+        calls0 = svc.totals.calls
+        t0 = time.perf_counter()
+        world.run(progress=False)
+        wall = time.perf_counter() - t0
+        world.close()
+        svc.close()
+        decisions = sum(getattr(b, "decisions", 0) for b in {id(b): b for b in world.brains}.values())
+        calls = svc.totals.calls - calls0
+        ideal = capacity / latency
+        return {"agents": agents, "latency_s": latency, "capacity": capacity, "decisions": decisions,
+                "calls": calls, "wall_s": round(wall, 2), "decisions_per_s": round(decisions / wall, 2),
+                "ideal_per_s": round(ideal, 2), "efficiency": round(decisions / wall / ideal, 3),
+                "mean_batch": world.batcher.stats()["mean_batch"], "max_in_flight_seen": srv.max_seen_in_flight}
+
+
+def embedded(decisions: int, slots: int, seed: int = 0) -> list[dict]:
+    """Page decisions of real LLM agents on the bundled MovieLens sample, sequential vs batched."""
+    import numpy as np
+
+    from simulator.build import build_parts, make_brain, make_recommender
+    from simulator.llm import service_from_scenario
+    from simulator.protocols import SlateRequest, UserState
+    from simulator.scenario import load_scenario
+
+    scn = load_scenario({"seed": seed, "population": {"size": decisions, "brain": {"name": "llm"}},
+                         "session": {"page_size": 5}, "llm": {"cache": False, "server_slots": slots,
+                                                             "max_concurrency": slots, "temperature": 0.0}})
+    parts = build_parts(scn)
+    rec = make_recommender(scn, parts)
+    svc = service_from_scenario(scn.llm)
+    try:
+        brain = make_brain(scn, parts, llm=svc)
+        requests = []
+        for u in range(decisions):
+            st = UserState(u, int(parts.population.ids[u]), np.random.default_rng(u))
+            slate = rec.recommend(SlateRequest(user=u, k=5, user_id=st.user_id))
+            requests += brain.choose_from_slate(st, slate.items, 0, 600.0).requests
+        svc.complete([{"role": "user", "content": "Say hi."}])            # warm-up
+        rows = []
+        for label, conc in (("sequential", 1), (f"batched ({slots} in flight)", slots)):
+            svc.config.max_concurrency = conc
+            before = (svc.totals.calls, svc.totals.prompt_tokens, svc.totals.completion_tokens, svc.totals.fallbacks)
+            t0 = time.perf_counter()
+            svc.complete_many(requests)
+            wall = time.perf_counter() - t0
+            t = svc.totals
+            n = len(requests)
+            rows.append({"mode": label, "decisions": n, "wall_s": round(wall, 2),
+                         "decisions_per_s": round(n / wall, 3),
+                         "calls_per_decision": round((t.calls - before[0]) / n, 2),
+                         "prompt_tokens_per_decision": round((t.prompt_tokens - before[1]) / n, 1),
+                         "completion_tokens_per_decision": round((t.completion_tokens - before[2]) / n, 1),
+                         "fallbacks": t.fallbacks - before[3]})
+        return rows
+    finally:
+        svc.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=["all", "efficiency", "embedded"], default="all")
+    ap.add_argument("--agents", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--latency", type=float, default=1.0, help="fake server latency L, seconds")
+    ap.add_argument("--capacity", type=int, nargs="+", default=[16, 64],
+                    help="fake server requests in flight C, one per --agents value")
+    ap.add_argument("--sim-minutes", type=float, default=60.0)
+    ap.add_argument("--decisions", type=int, default=16, help="(b) page decisions to time")
+    ap.add_argument("--slots", type=int, default=4, help="(b) embedded server slots")
+    args = ap.parse_args()
+    if args.part in ("all", "efficiency"):
+        print("(a) simulator efficiency against a fake server (latency L, capacity C); ideal = C/L")
+        caps = args.capacity + [args.capacity[-1]] * (len(args.agents) - len(args.capacity))
+        for n, c in zip(args.agents, caps):
+            print(json.dumps(efficiency(n, args.latency, c, args.sim_minutes)), flush=True)
+    if args.part in ("all", "embedded"):
+        print("(b) embedded server: page decisions, sequential vs batched")
+        for row in embedded(args.decisions, args.slots):
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
