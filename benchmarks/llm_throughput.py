@@ -69,7 +69,7 @@ def embedded(decisions: int, slots: int, seed: int = 0) -> list[dict]:
     from simulator.protocols import SlateRequest, UserState
     from simulator.scenario import load_scenario
 
-    scn = load_scenario({"seed": seed, "population": {"size": decisions, "brain": {"name": "llm"}},
+    scn = load_scenario({"seed": seed, "population": {"size": 2 * decisions, "brain": {"name": "llm"}},
                          "session": {"page_size": 5}, "llm": {"cache": False, "server_slots": slots,
                                                              "max_concurrency": slots, "temperature": 0.0}})
     parts = build_parts(scn)
@@ -77,21 +77,22 @@ def embedded(decisions: int, slots: int, seed: int = 0) -> list[dict]:
     svc = service_from_scenario(scn.llm)
     try:
         brain = make_brain(scn, parts, llm=svc)
-        requests = []
-        for u in range(decisions):
+        requests = []            # two disjoint sets of users, so the server's prompt cache cannot help the second mode
+        for u in range(2 * decisions):
             st = UserState(u, int(parts.population.ids[u]), np.random.default_rng(u))
             slate = rec.recommend(SlateRequest(user=u, k=5, user_id=st.user_id))
             requests += brain.choose_from_slate(st, slate.items, 0, 600.0).requests
         svc.complete([{"role": "user", "content": "Say hi."}])            # warm-up
         rows = []
-        for label, conc in (("sequential", 1), (f"batched ({slots} in flight)", slots)):
+        for k, (label, conc) in enumerate((("sequential", 1), (f"batched ({slots} in flight)", slots))):
             svc.config.max_concurrency = conc
+            mine = requests[k * decisions:(k + 1) * decisions]
             before = (svc.totals.calls, svc.totals.prompt_tokens, svc.totals.completion_tokens, svc.totals.fallbacks)
             t0 = time.perf_counter()
-            svc.complete_many(requests)
+            svc.complete_many(mine)
             wall = time.perf_counter() - t0
             t = svc.totals
-            n = len(requests)
+            n = len(mine)
             rows.append({"mode": label, "decisions": n, "wall_s": round(wall, 2),
                          "decisions_per_s": round(n / wall, 3),
                          "calls_per_decision": round((t.calls - before[0]) / n, 2),
