@@ -42,6 +42,9 @@ TEMPLATES = ("persona", "activity", "page", "chat", "post", "reflect")
 
 def load_templates(folder: str | None = None) -> dict[str, string.Template]:
     """The built-in prompt templates, with those found in ``folder`` taking their place."""
+    if folder and not Path(folder).expanduser().is_dir():
+        raise FileNotFoundError(f"prompts folder {folder} does not exist (it should hold some of "
+                                f"{', '.join(t + '.txt' for t in TEMPLATES)})")
     out = {}
     base = resources.files("agents") / "prompts"
     for name in TEMPLATES:
@@ -51,9 +54,6 @@ def load_templates(folder: str | None = None) -> dict[str, string.Template]:
             if f.exists():
                 text = f.read_text(encoding="utf-8")
         out[name] = string.Template(text)
-    if folder and not Path(folder).expanduser().is_dir():
-        raise FileNotFoundError(f"prompts folder {folder} does not exist (it should hold some of "
-                                f"{', '.join(t + '.txt' for t in TEMPLATES)})")
     return out
 
 

@@ -51,7 +51,7 @@ def efficiency(agents: int, latency: float, capacity: int, sim_minutes: float, s
         wall = time.perf_counter() - t0
         world.close()
         svc.close()
-        decisions = sum(getattr(b, "decisions", 0) for b in {id(b): b for b in world.brains}.values())
+        decisions = sum(getattr(b, "decisions", 0) for b in world.distinct_brains)
         calls = svc.totals.calls - calls0
         ideal = capacity / latency
         return {"agents": agents, "latency_s": latency, "capacity": capacity, "decisions": decisions,

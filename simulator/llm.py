@@ -322,10 +322,8 @@ SERVER_KEYS = ("embedded_model", "server_slots", "server_threads")
 def service_from_scenario(section, log_path: str | Path | None = None) -> LLMService:
     """The LLM service a scenario's ``llm`` section asks for.  ``model: embedded`` starts the
     packaged local model on a loopback server that the service owns and stops on ``close()``."""
-    cfg = section.model_dump() if hasattr(section, "model_dump") else dict(section)
-    for k in SERVER_KEYS:
-        cfg.pop(k, None)
     raw = section.model_dump() if hasattr(section, "model_dump") else dict(section)
+    cfg = {k: v for k, v in raw.items() if k not in SERVER_KEYS}
     server = None
     if cfg["model"] == "embedded":
         from .localllm import EmbeddedLLM

@@ -96,11 +96,10 @@ def world_stats(world) -> dict:
         extra["llm"] = world.llm.metrics()
         if world.batcher is not None:
             extra["llm"]["batching"] = world.batcher.stats()
-        decisions = sum(getattr(b, "decisions", 0) for b in {id(b): b for b in world.brains}.values())
+        decisions = sum(getattr(b, "decisions", 0) for b in world.distinct_brains)
         if decisions:
             extra["llm"]["brain_decisions"] = decisions
-            extra["llm"]["brain_fallbacks"] = sum(getattr(b, "fallbacks", 0)
-                                                  for b in {id(b): b for b in world.brains}.values())
+            extra["llm"]["brain_fallbacks"] = sum(getattr(b, "fallbacks", 0) for b in world.distinct_brains)
     stats = getattr(world.recommender, "stats", None)
     if callable(stats):
         extra["recommender_stats"] = stats()

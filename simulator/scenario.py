@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
-                      model_validator)
+                      field_validator, model_validator)
 
 PATH_FIELDS = ("data.path", "social.path")
 PLUGIN_SECTIONS = ("recommender", "population.brain")   # switching their name resets their parameters
@@ -165,6 +165,15 @@ class LLMSection(Strict):
     """
     model: str = Field("embedded", min_length=1, description="'embedded' or a litellm model name")
     embedded_model: str = Field("gemma-3-270m", description="the packaged model the embedded server loads")
+
+    @field_validator("embedded_model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from .localllm import MODELS          # stdlib only: cheap
+
+        if v not in MODELS:
+            raise ValueError(f"unknown embedded model; known: {', '.join(MODELS)}")
+        return v
     server_slots: int = Field(4, ge=1, le=64, description="embedded server: requests decoded together")
     server_threads: int = Field(2, ge=1, le=256, description="embedded server: CPU threads")
     api_base: str | None = None

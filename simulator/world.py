@@ -38,6 +38,7 @@ class World:
         if len(self.brains) != len(population):
             raise ValueError(f"{len(self.brains)} brains for {len(population)} users")
         self.brain = self.brains[0] if self.brains else brain
+        self.distinct_brains = list({id(b): b for b in self.brains}.values())
         self.log = log
         self.env = simpy.Environment()
         self.llm = llm

@@ -164,3 +164,10 @@ def test_console_script_validate():
     bad = subprocess.run([str(exe), "validate", str(ROOT / "scenarios" / "quickstart.yaml"), "--set", "population.size=0"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "population.size" in bad.stderr
+
+
+def test_llm_section_names_bad_fields():
+    with pytest.raises(ScenarioError, match=r"llm\.embedded_model: .*known: gemma-3-270m"):
+        load_scenario({"llm": {"embedded_model": "gpt5"}})
+    with pytest.raises(ScenarioError, match=r"session\.batch_window"):
+        load_scenario({"session": {"batch_window": 0}})
