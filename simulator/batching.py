@@ -16,7 +16,6 @@ event loop, under one concurrency limit shared by all batches in flight.
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
 import simpy
@@ -34,48 +33,30 @@ class LookaheadBatcher:
         self.requests = 0
         self.max_batch = 0
         self.waited_s = 0.0                       # wall time the simulation spent waiting for answers
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._bg = None                           # the service's background loop, once used
         self._sem: asyncio.Semaphore | None = None
         self._futures: list = []
 
     # ------------------------------------------------------------------ the background loop
 
     def _ensure_loop(self) -> None:
-        if self._loop is not None:
+        if self._bg is not None:
             return
-        loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=loop.run_forever, name="recworld-llm", daemon=True)
-        self._thread.start()
-        self._loop = loop
+        self._bg = self.service.background()       # the service's loop: it stops it on close
 
         async def make_sem():
             return asyncio.Semaphore(self.service.config.max_concurrency)
-        self._sem = asyncio.run_coroutine_threadsafe(make_sem(), loop).result()
+        self._sem = self._bg.run(make_sem())
 
     def close(self) -> None:
-        """Let batches still in flight finish (their answers are logged and cached), then stop."""
+        """Let batches still in flight finish (their answers are logged and cached)."""
         for f in self._futures:
             try:
                 f.result(timeout=self.service.config.timeout_s * (self.service.config.retries + 2))
             except Exception:  # noqa: BLE001 - the run is over; the service logged what failed
                 pass
         self._futures.clear()
-        if self._loop is not None:
-            async def shutdown():          # e.g. litellm's logging worker lives on this loop
-                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                await self._loop.shutdown_asyncgens()
-            try:
-                asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
-            except Exception:  # noqa: BLE001
-                pass
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._loop.close()
-            self._loop = None
+        self._bg = None
 
     async def _run(self, requests: list) -> list:
         return list(await asyncio.gather(*(self.service.acomplete(q, self._sem) for q in requests)))
@@ -99,7 +80,7 @@ class LookaheadBatcher:
         self.requests += len(flat)
         self.max_batch = max(self.max_batch, len(flat))
         self._ensure_loop()
-        future = asyncio.run_coroutine_threadsafe(self._run(flat), self._loop)
+        future = self._bg.submit(self._run(flat))
         self._futures = [f for f in self._futures if not f.done()] + [future]
         i = 0
         for t, reqs, ev in batch:

@@ -142,6 +142,60 @@ def _retryable(exc: BaseException) -> bool:
     return any(cls.__name__ in RETRYABLE for cls in type(exc).__mro__)
 
 
+class BackgroundLoop:
+    """An asyncio event loop on a daemon thread.  Synchronous code (the world, a recommender,
+    a notebook cell, where a loop may already be running) hands it coroutines; litellm's
+    logging worker lives on it for good instead of on a fresh loop per call."""
+
+    def __init__(self, name: str = "recworld-llm"):
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, coro):
+        """A ``concurrent.futures.Future`` of the coroutine's result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro):
+        return self.submit(coro).result()
+
+    def close(self) -> None:
+        """Cancel what still runs on the loop (e.g. litellm's logging worker), then stop it."""
+        loop = self.loop
+
+        async def shutdown():
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await loop.shutdown_asyncgens()
+        try:
+            self.submit(shutdown()).result(timeout=10)
+        except Exception:  # noqa: BLE001 - closing anyway
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(timeout=10)
+        loop.close()
+
+
+_SHARED: BackgroundLoop | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_loop() -> BackgroundLoop:
+    """The process's one background loop for LLM calls.  litellm keeps state per event loop
+    (its logging worker); with one loop for every service, nothing is left pending on a
+    loop another service abandoned.  It is stopped at interpreter exit."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            import atexit
+
+            _SHARED = BackgroundLoop()
+            atexit.register(_SHARED.close)
+        return _SHARED
+
+
 class LLMService:
     def __init__(self, config: LLMConfig | dict | None = None, log_path: str | Path | None = None,
                  jitter_seed: int = 0):
@@ -290,8 +344,14 @@ class LLMService:
         sem = asyncio.Semaphore(self.config.max_concurrency)
         return list(await asyncio.gather(*(self.acomplete(q, sem) for q in requests)))
 
+    def background(self) -> BackgroundLoop:
+        """The event loop this service's calls run on: synchronous calls and the world's
+        batches alike (see ``shared_loop``)."""
+        return shared_loop()
+
     def complete_many(self, requests: list[LLMRequest]) -> list[LLMResult]:
-        return asyncio.run(self.acomplete_many(requests))
+        """Synchronous: works from plain code and from inside a running event loop (a notebook)."""
+        return self.background().run(self.acomplete_many(requests))
 
     def complete(self, messages: list[dict], schema: type[BaseModel] | None = None, seed: int | None = None,
                  **meta) -> LLMResult:

