@@ -37,7 +37,12 @@ def compare(scenario, out: str | Path, overrides=None, names: list[str] | None =
         cfg = dict(base, recommender={"name": arm.name, **arm.params})
         folder = run_scenario(cfg, out / arm.display, progress=progress, overwrite=True)
         run = load_run(folder)
-        rows.append({"recommender": arm.display, **{c: run.metrics.get(c) for c in COLUMNS}})
+        ts = run.timeseries
+        late = ts.iloc[len(ts) * 2 // 3:]                  # the last third of the run
+        late_regret = (float(late["regret"].sum() / late["slates"].sum())
+                       if late["slates"].sum() and late["regret"].notna().any() else None)
+        rows.append({"recommender": arm.display, **{c: run.metrics.get(c) for c in COLUMNS},
+                     "regret_per_slate_last_third": late_regret})
         series[arm.display] = run.timeseries
     table = pd.DataFrame(rows)
     table.to_csv(out / "compare.csv", index=False)
@@ -50,15 +55,18 @@ def compare(scenario, out: str | Path, overrides=None, names: list[str] | None =
 def _plots(out: Path, series: dict[str, pd.DataFrame]) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 3.8))
-    a, b = fig.subplots(1, 2)
+    fig = Figure(figsize=(16, 3.8))
+    a, m, b = fig.subplots(1, 3)
     for name, ts in series.items():
         hours = ts["start_minute"] / 60
         a.plot(hours, ts["regret_cumulative"], label=name)
+        per = (ts["regret"].rolling(3, min_periods=1).sum() / ts["slates"].rolling(3, min_periods=1).sum())
+        m.plot(hours, per, label=name)
         b.plot(hours, ts["ctr"], label=name, alpha=0.8)
     a.set(xlabel="simulated hours", ylabel="sum of (oracle - shown) click prob.", title="Cumulative regret")
+    m.set(xlabel="simulated hours", ylabel="regret per slate (3-bin window)", title="Regret per slate over time")
     b.set(xlabel="simulated hours", ylabel="watches / items shown", title="CTR over time")
-    for ax in (a, b):
+    for ax in (a, m, b):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
