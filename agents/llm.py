@@ -40,8 +40,15 @@ log = logging.getLogger("recworld.agents")
 TEMPLATES = ("persona", "activity", "page", "chat", "post", "reflect")
 
 
+#: built-in prompt sets besides the default (movies): ``prompts: shopping`` for product catalogs
+PROMPT_SETS = ("shopping",)
+
+
 def load_templates(folder: str | None = None) -> dict[str, string.Template]:
-    """The built-in prompt templates, with those found in ``folder`` taking their place."""
+    """The built-in prompt templates, with those found in ``folder`` taking their place
+    (``folder`` may also name a built-in set, e.g. ``shopping``)."""
+    if folder in PROMPT_SETS:
+        folder = str(resources.files("agents") / "prompts" / folder)
     if folder and not Path(folder).expanduser().is_dir():
         raise FileNotFoundError(f"prompts folder {folder} does not exist (it should hold some of "
                                 f"{', '.join(t + '.txt' for t in TEMPLATES)})")
@@ -113,7 +120,8 @@ class LLMBrain:
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        prompts: str | None = Field(None, description="folder of prompt templates replacing the built-in ones")
+        prompts: str | None = Field(None, description="folder of prompt templates replacing the built-in ones, or "
+                                                      "a built-in set: shopping (product catalogs)")
         memory: MemoryParams = Field(default_factory=MemoryParams)
         llm_activity: bool = Field(True, description="the LLM picks each session's activity (else the parametric mix)")
         llm_reactions: bool = Field(False, description="the LLM reacts to each post read (else the parametric model)")

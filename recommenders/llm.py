@@ -100,11 +100,14 @@ class LLMRanker(ContentBased):
         item_chars: int = Field(200, ge=0, le=5000, description="characters of item text per JSON line")
         shuffle: bool = Field(True, description="show the candidates in a random order (seeded)")
         system_prompt: str = Field("You are a recommender system. Recommend items from the catalog only.")
+        domain: str = Field("movie", min_length=1, max_length=40, description="what the items are, in the prompts")
 
     def __init__(self, params=None, *, rng=None, llm=None):
         super().__init__(params, rng=rng)
         self.llm = llm
         self.llm_stats = LLMStats()
+        #: the first-mention rank of every item the last ranking call showed (absent = N + 1)
+        self.last_ranks: dict[int, int] = {}
 
     def stats(self) -> dict:
         return self.llm_stats.as_dict()
@@ -112,13 +115,23 @@ class LLMRanker(ContentBased):
     # --------------------------------------------------------------- prompts
 
     def item_json(self, item: int) -> str:
+        """One JSON line per item.  Product catalogs keep their text as a JSON object (Name,
+        Description, Price, ...): that object is shown whole, as in Kumar & Lakkaraju."""
         c = self.catalog
+        text = str(c.items["text"].iat[item])
+        if text.startswith("{"):
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError:
+                obj = None
+            if isinstance(obj, dict):
+                return json.dumps(obj, ensure_ascii=False)
         rec = {"name": short_name(c.titles[item])}
         if c.genre_lists[item]:
             rec["genres"] = ", ".join(c.genre_lists[item])
         if int(c.year[item]):
             rec["year"] = int(c.year[item])
-        text = str(c.items["text"].iat[item])[:self.params.item_chars]
+        text = text[:self.params.item_chars]
         if text and self.params.item_chars:
             rec["description"] = text
         return json.dumps(rec, ensure_ascii=False)
@@ -147,6 +160,7 @@ class LLMRanker(ContentBased):
         r = self.llm.complete(self.ranking_messages(items, request_text, profile), None, seed, purpose=purpose)
         self.llm_stats.add(r)
         ranks = rank_by_first_mention(r.text or "", [short_name(self.catalog.titles[i]) for i in items])
+        self.last_ranks = {int(i): int(k) for i, k in zip(items, ranks)}
         if not r.ok or (ranks > len(items)).all():
             self.llm_stats.fallbacks += 1
             log.info("%s: the LLM answer named none of the %d items (%s); keeping the retriever's order",
@@ -155,7 +169,9 @@ class LLMRanker(ContentBased):
         return items[np.argsort(ranks, kind="stable")], True
 
     def request_text(self, request: SlateRequest) -> str:
-        return f"items matching '{request.query}'" if request.query else "what should I watch next?"
+        if request.query:
+            return f"items matching '{request.query}'"
+        return "what should I watch next?" if self.params.domain == "movie" else f"which {self.params.domain} should I pick?"
 
     # --------------------------------------------------------------- ranking
 
@@ -182,12 +198,12 @@ class ToolAction(BaseModel):
     k: int = Field(ge=1, le=50)
 
 
-TOOLREC_SYSTEM = """You stand in for a user of a movie site and find movies for them with tools.
+TOOLREC_SYSTEM = """You stand in for a user of a {domain} site and find {domain}s for them with tools.
 Each turn, answer one JSON action:
-- retrieve: fetch k movies by an attribute: genre (value: a genre name), year (value: a year like 1995 or a decade like 1990s), popularity (value: ""), similar (value: "", movies like the user's history)
-- rerank: reorder what you have gathered by an attribute (value: what matters, e.g. "funny"), keeping the best k
+- retrieve: fetch k {domain}s by an attribute: genre (value: a {group} name), {year}popularity (value: ""), similar (value: "", {domain}s like the user's history)
+- rerank: reorder what you have gathered by an attribute (value: what matters, e.g. "{example}"), keeping the best k
 - finish: you have enough
-Genres: {genres}"""
+{Group}s: {genres}"""
 
 
 class ToolRec(LLMRanker):
@@ -197,6 +213,7 @@ class ToolRec(LLMRanker):
         max_rounds: int = Field(7, ge=1, le=20, description="ReAct rounds before the final rerank")
         default_k: int = Field(10, ge=1, le=50)
         pool: int = Field(30, ge=2, le=500, description="at most this many gathered items go to the final rerank")
+        group: str = Field("genre", min_length=1, max_length=40, description="what the item groups are called")
 
     def _tool(self, request: SlateRequest, allowed: np.ndarray, attribute: str, value: str, k: int) -> np.ndarray:
         """Retrieval tools: the top ``k`` allowed items by an attribute."""
@@ -228,16 +245,33 @@ class ToolRec(LLMRanker):
     def _rank(self, request: SlateRequest) -> np.ndarray:
         if request.query or (request.page != 0 and request.user in self._runs):
             return super()._rank(request)              # a search: the ranker over search hits
-        st = self.llm_stats
-        st.requests += 1
         n = len(self.catalog)
         allowed = np.ones(n, dtype=bool)
         if len(request.exclude):
             allowed[request.exclude] = False
         seed = int(self.rng.integers(2**31 - 1))
+        d = self.params.domain
+        ranked = self.run_loop(request, allowed, f"Find {d}s they will want next.",
+                               f"which {d} should I pick next?", seed)
+        rest = super(LLMRanker, self)._rank(request)   # the content/popularity order for later pages
+        return np.concatenate([ranked, rest[~np.isin(rest, ranked)]])
+
+    def system_prompt_text(self) -> str:
+        p, c = self.params, self.catalog
+        year = 'year (value: a year like 1995 or a decade like 1990s), ' if (c.year > 0).any() else ""
+        example = "funny" if p.domain == "movie" else "value for money"
+        return TOOLREC_SYSTEM.format(domain=p.domain, group=p.group, Group=p.group.capitalize(), year=year,
+                                     example=example, genres=", ".join(c.genre_names))
+
+    def run_loop(self, request: SlateRequest, allowed: np.ndarray, task: str, final_request: str,
+                 seed: int) -> np.ndarray:
+        """The ReAct loop, then the final LLM rerank: the gathered items, best first."""
+        st = self.llm_stats
+        st.requests += 1
+        d = self.params.domain
         profile = self.profile(request)
-        messages = [{"role": "system", "content": TOOLREC_SYSTEM.format(genres=", ".join(self.catalog.genre_names))},
-                    {"role": "user", "content": f"The user: {profile}. Find movies they will want to watch next."}]
+        messages = [{"role": "system", "content": self.system_prompt_text()},
+                    {"role": "user", "content": f"The user: {profile}. {task}"}]
         pool: list[int] = []
         for rnd in range(self.params.max_rounds):
             r = self.llm.complete(messages, ToolAction, seed + rnd, purpose="toolrec_action")
@@ -255,7 +289,7 @@ class ToolRec(LLMRanker):
                 got = self._tool(request, allowed, a.attribute, a.value, k)
                 new = [int(i) for i in got if int(i) not in pool]
                 pool.extend(new)
-                obs = (f"Retrieved {len(got)} movies ({len(new)} new): "
+                obs = (f"Retrieved {len(got)} {d}s ({len(new)} new): "
                        + "; ".join(short_name(self.catalog.titles[i]) for i in got[:10]) if len(got) else
                        "Nothing found; try another attribute or value.")
             else:
@@ -270,7 +304,7 @@ class ToolRec(LLMRanker):
         if not pool:                                   # nothing gathered: what the suite would show
             pool = [int(i) for i in self._tool(request, allowed, "similar", "", self.params.pool)]
         shown = np.array(pool[: self.params.pool])
-        ranked, _ = self.llm_rank(shown, "what should I watch next?", profile, purpose="toolrec_final",
-                                  seed=seed + 999)
-        rest = super(LLMRanker, self)._rank(request)   # the content/popularity order for later pages
-        return np.concatenate([ranked, rest[~np.isin(rest, ranked)]])
+        if self.params.shuffle:                        # the final list in a random order, as the ranker's
+            shown = self.rng.permutation(shown)
+        ranked, _ = self.llm_rank(shown, final_request, profile, purpose="toolrec_final", seed=seed + 999)
+        return ranked

@@ -29,6 +29,7 @@ _LAZY = {
     "EventKind": "simulator.events",
     "load_movielens": "simulator.datasets",
     "load_products": "simulator.datasets",
+    "run_sts": "simulator.sts",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

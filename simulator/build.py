@@ -59,6 +59,10 @@ def build_parts(scenario: Scenario) -> Parts:
             catalog = load_products(d.path, consume_minutes=d.consume_minutes)
         interactions = pd.DataFrame({c: pd.Series(dtype="int64") for c in INTERACTION_COLUMNS})
         population = synthetic_population(catalog, pop_cfg.size, np.random.default_rng(s_pop), **act_kw)
+    if scenario.sts is not None and scenario.sts.inject and scenario.sts.text:
+        from .sts import inject_from_scenario
+
+        catalog = inject_from_scenario(catalog, scenario)
     sc = scenario.social
     if sc.graph == "edgelist":
         graph = SocialGraph.from_edgelist(sc.path, population.ids, directed=sc.directed)

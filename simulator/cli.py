@@ -63,6 +63,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--no-progress", action="store_true")
     add_set(c)
 
+    s = sub.add_parser("sts", help="strategic text sequence study: search, the Kumar & Lakkaraju protocol on the "
+                                   "LLM recommenders, and the in-world A/B")
+    s.add_argument("scenario", help="scenario YAML with an sts: section (e.g. scenarios/sts_coffee.yaml)")
+    s.add_argument("--out", help="output folder (default: runs/sts-NAME-TIMESTAMP)")
+    s.add_argument("--trials", type=int, help="protocol trials (default: sts.trials)")
+    s.add_argument("--no-world", action="store_true", help="skip the in-world A/B")
+    s.add_argument("--no-progress", action="store_true")
+    add_set(s)
+
     ls = sub.add_parser("list", help="list the registered recommenders and brains")
     ls.add_argument("kind", nargs="?", choices=["recommenders", "brains"])
     return p
@@ -105,6 +114,34 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out or f"runs/compare-{scn.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             table = compare(scn, out, names=names, progress=not args.no_progress)
             print(markdown_table(table), end="")
+            print(f"report: {out}/report.md")
+            return 0
+        if args.command == "sts":
+            import time
+
+            from .sts import run_sts
+
+            overrides = list(args.overrides)
+            if args.trials is not None:
+                overrides.append(f"sts.trials={args.trials}")
+            if args.no_world:
+                overrides.append("sts.world=false")
+            from .scenario import load_scenario
+
+            name = load_scenario(args.scenario, overrides).name
+            out = args.out or f"runs/sts-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            res = run_sts(args.scenario, out, overrides, progress=not args.no_progress)
+            for s in res["studies"].values():
+                print(f"{s['catalog']}: target {s['target']!r}, STS {s['sts']!r}")
+                for rec, p in s["protocol"].items():
+                    print(f"  {rec:<11} mean rank {p['mean_rank_without']:.2f} -> {p['mean_rank_with']:.2f}  "
+                          f"top-1 {p['top1_without']:.2f} -> {p['top1_with']:.2f}  advantage {p['advantage']:.2f}  "
+                          f"disadvantage {p['disadvantage']:.2f}  ({p['trials']} trials)")
+            if "world" in res:
+                d = res["world"]["difference"]
+                print(f"  world (with - without): impressions {d['target_impressions']:+d}, watches "
+                      f"{d['target_watches']:+d}, chat mentions {d['target_chat_mentions']:+d}, post mentions "
+                      f"{d['target_post_mentions']:+d}")
             print(f"report: {out}/report.md")
             return 0
         if args.command == "evaluate":

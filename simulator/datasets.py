@@ -29,6 +29,17 @@ def bundled_movielens_path() -> Path:
     return Path(str(resources.files("simulator") / "data" / "movielens_sample"))
 
 
+BUNDLED_PRODUCTS = ("coffee_machines", "books", "cameras")
+
+
+def bundled_products_path(name: str) -> Path:
+    """A product catalog shipped inside the package (the coffee machine, book and camera
+    catalogs of the STS studies; MIT, see ``data/products/LICENSE``)."""
+    if name not in BUNDLED_PRODUCTS:
+        raise ValueError(f"no bundled product catalog {name!r}; bundled: {', '.join(BUNDLED_PRODUCTS)}")
+    return Path(str(resources.files("simulator") / "data" / "products" / f"{name}.jsonl"))
+
+
 def _find(folder: Path, stem: str, required: bool = True) -> Path | None:
     for name in (f"{stem}.csv", f"{stem}.csv.gz"):
         p = folder / name
@@ -284,10 +295,12 @@ def synthetic_population(catalog: Catalog, n_users: int, rng: np.random.Generato
 
 
 def load_products(path: str | Path, name_field: str = "Name", consume_minutes: float = 5.0) -> Catalog:
-    """A JSONL product catalog (one JSON object per line, e.g. Name, Description, Price, Rating)."""
-    p = Path(path).expanduser()
+    """A JSONL product catalog (one JSON object per line, e.g. Name, Description, Price, Rating);
+    ``path`` may also name a bundled catalog (``coffee_machines``, ``books``, ``cameras``)."""
+    p = bundled_products_path(str(path)) if str(path) in BUNDLED_PRODUCTS else Path(path).expanduser()
     if not p.exists():
-        raise FileNotFoundError(f"product catalog {p} does not exist")
+        raise FileNotFoundError(f"product catalog {p} does not exist (give a JSONL file, or one of the "
+                                f"bundled catalogs: {', '.join(BUNDLED_PRODUCTS)})")
     recs = []
     for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():

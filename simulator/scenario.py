@@ -45,7 +45,7 @@ class SyntheticData(Strict):
 class ProductsData(Strict):
     """A JSONL product catalog (one object per line with a Name field); users are synthetic."""
     source: Literal["products"] = "products"
-    path: str
+    path: str = Field(description="a JSONL file, or a bundled catalog: coffee_machines, books, cameras")
     consume_minutes: float = Field(5.0, gt=0, le=1440)
 
 
@@ -200,6 +200,43 @@ class OutputConfig(Strict):
         "the catalog per slate"))
 
 
+class STSOptimize(Strict):
+    """Black-box search for an STS (hill climbing over word edits, no gradients)."""
+    budget_calls: int = Field(0, ge=0, le=100_000, description="LLM calls the search may spend; 0 = no search")
+    orders: int = Field(4, ge=1, le=100, description="shuffled product orders each candidate is scored on")
+    length: int = Field(8, ge=1, le=60, description="words in a fresh STS (when sts.text is empty)")
+    edits: int = Field(1, ge=1, le=10, description="word edits per step")
+
+
+class STSCatalog(Strict):
+    """One more catalog for the protocol (its own target; the STS is searched for or given)."""
+    path: str = Field(description="a JSONL product file or a bundled catalog: coffee_machines, books, cameras")
+    target: str = Field(min_length=1, description="the target product's name")
+    domain: str = Field("product", min_length=1, max_length=40, description="what the products are, e.g. camera")
+    text: str | None = Field(None, description="this catalog's STS (default: search one, or use sts.text)")
+
+
+class STSConfig(Strict):
+    """A strategic text sequence (STS) hidden in a target item's text, and its study
+    (``recworld sts``): the Kumar & Lakkaraju protocol, black-box search, in-world A/B."""
+    target: str = Field(min_length=1, description="the target item's name (title), matched case-insensitively")
+    text: str = Field("", max_length=2000, description="the STS; empty = search one (sts.optimize.budget_calls)")
+    position: Literal["after_description", "before_description", "new_field"] = Field(
+        "after_description", description="where the STS goes in the item's text")
+    field: str = Field("Description", min_length=1, description="the product field the STS joins")
+    inject: bool = Field(False, description="also inject it in `recworld run` (`recworld sts` runs both arms)")
+    domain: str = Field("product", min_length=1, max_length=40, description="what the items are, in prompts")
+    query: str = Field("I am looking for a {domain}. Can I get some recommendations?", min_length=1,
+                       description="the shopper's request in the protocol ({domain} is filled in)")
+    recommenders: list[RecommenderConfig] = Field(
+        default_factory=lambda: [RecommenderConfig(name="llm_ranker"), RecommenderConfig(name="toolrec")],
+        description="the LLM recommenders the protocol runs")
+    trials: int = Field(20, ge=1, le=100_000, description="random product orders, each with and without the STS")
+    optimize: STSOptimize = Field(default_factory=STSOptimize)
+    catalogs: list[STSCatalog] = Field(default_factory=list, description="more catalogs for the protocol")
+    world: bool = Field(True, description="run the in-world A/B: the scenario twice, with and without the STS")
+
+
 class Scenario(Strict):
     name: str = Field("scenario", min_length=1, max_length=120)
     description: str = ""
@@ -214,6 +251,7 @@ class Scenario(Strict):
     env: EnvConfig = Field(default_factory=EnvConfig)
     llm: LLMSection = Field(default_factory=LLMSection)
     compare: list[CompareEntry] = Field(default_factory=list, description="recommenders for `recworld compare`")
+    sts: STSConfig | None = Field(None, description="a strategic text sequence on a target item (`recworld sts`)")
 
     @model_validator(mode="after")
     def _unique_labels(self):
@@ -347,12 +385,23 @@ def apply_overrides(raw: dict, overrides: list[str] | None, base_dir: Path | Non
 
 
 def _resolve_paths(raw: dict, base_dir: Path) -> None:
+    from .datasets import BUNDLED_PRODUCTS
+
+    def resolve(sect: dict, key: str) -> None:
+        v = sect.get(key)
+        if isinstance(v, str) and v not in BUNDLED_PRODUCTS:        # a bundled catalog's name stays a name
+            p = Path(v).expanduser()
+            sect[key] = str(p if p.is_absolute() else (base_dir / p).resolve())
+
     for dotted in PATH_FIELDS:
         a, b = dotted.split(".")
-        sect = raw.get(a)
-        if isinstance(sect, dict) and isinstance(sect.get(b), str):
-            p = Path(sect[b]).expanduser()
-            sect[b] = str(p if p.is_absolute() else (base_dir / p).resolve())
+        if isinstance(raw.get(a), dict):
+            resolve(raw[a], b)
+    sts = raw.get("sts")
+    if isinstance(sts, dict) and isinstance(sts.get("catalogs"), list):
+        for c in sts["catalogs"]:
+            if isinstance(c, dict):
+                resolve(c, "path")
 
 
 def load_scenario(source: str | Path | dict | Scenario, overrides: list[str] | None = None) -> Scenario:
@@ -389,14 +438,21 @@ def validate_plugins(scenario: Scenario, source: str | None = None) -> None:
     their parameters, and that the files the scenario names exist."""
     from . import registry
 
+    from .datasets import BUNDLED_PRODUCTS
+
     problems = []
-    for field, value in (("data.path", getattr(scenario.data, "path", None)), ("social.path", scenario.social.path)):
-        if value and not Path(value).expanduser().exists():
+    paths = [("data.path", getattr(scenario.data, "path", None)), ("social.path", scenario.social.path)]
+    if scenario.sts is not None:
+        paths += [(f"sts.catalogs.{i}.path", c.path) for i, c in enumerate(scenario.sts.catalogs)]
+    for field, value in paths:
+        if value and value not in BUNDLED_PRODUCTS and not Path(value).expanduser().exists():
             problems.append((field, f"{value} does not exist"))
     plugins = [("recommender", "recommenders", scenario.recommender),
                ("population.brain", "brains", scenario.population.brain)]
     plugins += [(f"population.groups.{i}.brain", "brains", g.brain) for i, g in enumerate(scenario.population.groups)]
     plugins += [(f"compare.{i}", "recommenders", c) for i, c in enumerate(scenario.compare)]
+    if scenario.sts is not None:
+        plugins += [(f"sts.recommenders.{i}", "recommenders", c) for i, c in enumerate(scenario.sts.recommenders)]
     for field, kind, cfg in plugins:
         try:
             cls = registry.load(kind, cfg.name)

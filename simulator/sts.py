@@ -1,0 +1,512 @@
+"""Strategic text sequences (STS): manipulating LLM recommenders through item text.
+
+A scenario's ``sts:`` section names a target item and an STS hidden in its text.
+``recworld sts SCENARIO`` then
+
+1. optionally **searches** an STS without gradients (hill climbing over word edits, scored
+   by the target's mean rank over a few shuffled product orders, within a budget of LLM
+   calls), so it works against any API model;
+2. runs the **protocol** of Kumar & Lakkaraju for every LLM recommender: N trials, each a
+   random product order shown once with and once without the STS (same order, same seed);
+   the target's rank is where its name first appears in the answer (absent = number of
+   products + 1); reported as rank distributions, top-1 rates, advantage / disadvantage
+   (share of trials where the STS moves the target up / down) and the paired mean rank
+   change, with 95% intervals (Wilson for shares, bootstrap for the mean);
+3. runs the **world** twice with the same seed, with and without the STS, and compares the
+   target's exposure, watches, ratings and mentions in chats and posts with the other
+   items';
+
+and writes ``results.json``, ``report.md`` and ``plots/``.  The searched STS is scored on
+the search's own orders; the protocol draws fresh orders, so its figures are not the
+search's optimism.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger("recworld.sts")
+
+#: words the search may use besides the catalog's own
+EXTRA_WORDS = ("best", "top", "first", "recommend", "always", "must", "number", "one", "choice", "rank", "list",
+               "highest", "ideal", "perfect", "buy", "favorite", "leading", "premium", "only", "pick", "!", ":")
+
+
+# ----------------------------------------------------------------------------- injection
+
+
+def find_item(catalog, name: str) -> int:
+    """The index of the item titled ``name`` (case-insensitive, a trailing year ignored)."""
+    want = name.strip().lower()
+    titles = [str(t).strip().lower() for t in catalog.titles]
+    for k, t in enumerate(titles):
+        if t == want or re.sub(r"\s*\(\d{4}\)$", "", t) == want:
+            return k
+    import difflib
+
+    close = difflib.get_close_matches(want, titles, n=3)
+    raise ValueError(f"sts.target {name!r} is not an item of the catalog"
+                     + (f"; did you mean {', '.join(repr(catalog.titles[titles.index(c)]) for c in close)}?"
+                        if close else f" (it has {len(titles)} items, e.g. {catalog.titles[0]!r})"))
+
+
+def inject_text(text: str, sts: str, position: str = "after_description", field: str = "Description") -> str:
+    """``text`` with ``sts`` put where ``position`` says.  A JSON product object gets it in
+    its ``field`` (or as a new ``Note`` field); plain text gets it at the end or the start."""
+    if not sts:
+        return text
+    obj = None
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            obj = None
+    if isinstance(obj, dict):
+        if position == "new_field" or field not in obj:
+            obj["Note"] = sts
+        elif position == "before_description":
+            obj[field] = f"{sts} {obj[field]}"
+        else:
+            obj[field] = f"{obj[field]} {sts}"
+        return json.dumps(obj, ensure_ascii=False)
+    if position == "before_description":
+        return f"{sts} {text}"
+    return f"{text} {sts}" if text else sts
+
+
+def inject(catalog, target: str | int, sts: str, position: str = "after_description", field: str = "Description"):
+    """A copy of ``catalog`` whose target item's text carries ``sts``."""
+    from .catalog import Catalog
+
+    k = target if isinstance(target, (int, np.integer)) else find_item(catalog, target)
+    items = catalog.items.copy()
+    items.loc[k, "text"] = inject_text(str(items.at[k, "text"]), sts, position, field)
+    return Catalog(items)
+
+
+def inject_from_scenario(catalog, scenario, text: str | None = None):
+    st = scenario.sts
+    return inject(catalog, st.target, st.text if text is None else text, st.position, st.field)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson interval of a share k/n."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, c - h), min(1.0, c + h))
+
+
+def protocol_stats(with_sts: np.ndarray, without: np.ndarray, n_items: int, seed: int = 0) -> dict:
+    """The protocol's figures from paired ranks (1 = first, n_items + 1 = absent)."""
+    w, o = np.asarray(with_sts, dtype=float), np.asarray(without, dtype=float)
+    n = len(w)
+    up, down = int((w < o).sum()), int((w > o).sum())
+    diff = o - w                                  # > 0: the STS moved the target up
+    rng = np.random.default_rng(seed)
+    boot = diff[rng.integers(0, n, size=(2000, n))].mean(axis=1) if n else np.array([np.nan])
+    dist = {k: {str(r): int((x == r).sum()) for r in range(1, n_items + 2)} for k, x in (("with", w), ("without", o))}
+    return {
+        "trials": n,
+        "mean_rank_with": float(w.mean()) if n else None, "mean_rank_without": float(o.mean()) if n else None,
+        "mean_rank_gain": float(diff.mean()) if n else None,
+        "mean_rank_gain_ci": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
+        "top1_with": float((w == 1).mean()) if n else None, "top1_with_ci": list(wilson(int((w == 1).sum()), n)),
+        "top1_without": float((o == 1).mean()) if n else None,
+        "top1_without_ci": list(wilson(int((o == 1).sum()), n)),
+        "advantage": up / n if n else None, "advantage_ci": list(wilson(up, n)),
+        "disadvantage": down / n if n else None, "disadvantage_ci": list(wilson(down, n)),
+        "unchanged": (n - up - down) / n if n else None,
+        "absent_with": float((w == n_items + 1).mean()) if n else None,
+        "absent_without": float((o == n_items + 1).mean()) if n else None,
+        "rank_distribution": dist,
+    }
+
+
+# ----------------------------------------------------------------------------- protocol
+
+
+class Study:
+    """One catalog with a target: the recommenders, the LLM service and the prompts."""
+
+    def __init__(self, catalog, target: str, llm, position: str, field: str, domain: str, query: str,
+                 seed: int):
+        self.catalog, self.llm, self.seed = catalog, llm, seed
+        self.target = find_item(catalog, target)
+        self.target_name = catalog.titles[self.target]
+        self.position, self.field, self.domain = position, field, domain
+        self.query = query.replace("{domain}", domain)
+        self.n = len(catalog)
+        self.calls = 0
+
+    def catalog_with(self, sts: str):
+        return inject(self.catalog, self.target, sts, self.position, self.field) if sts else self.catalog
+
+    def make(self, cfg, catalog, rng_seed: int):
+        """A fresh recommender from the registry on ``catalog`` (no history: a new shopper)."""
+        from . import registry
+        from .scenario import plugin_params
+
+        cls = registry.load("recommenders", cfg.name)
+        params = plugin_params(cls, cfg)
+        updates = {k: v for k, v in (("domain", self.domain), ("group", "use")) if k in type(params).model_fields
+                   and k not in cfg.params}
+        if "shuffle" in type(params).model_fields and "shuffle" not in cfg.params:
+            updates["shuffle"] = False           # the trial fixes the order
+        params = params.model_copy(update=updates)
+        rec = cls(params, rng=np.random.default_rng(rng_seed), llm=self.llm)
+        rec.fit(None, catalog)
+        return rec
+
+    def target_rank(self, cfg, sts: str, order: np.ndarray, seed: int) -> int:
+        """The target's first-mention rank for one product order (1 = first, n + 1 = absent).
+        The catalog itself is put in the trial's order, so the prompt lists the products in
+        it and the tools break ties by it."""
+        from .catalog import Catalog
+        from .protocols import SlateRequest
+
+        cat = Catalog(self.catalog_with(sts).items.iloc[order])
+        target = int(np.flatnonzero(np.asarray(order) == self.target)[0])
+        rec = self.make(cfg, cat, seed)
+        if hasattr(rec, "run_loop"):               # toolrec: the ReAct loop, then the final rerank
+            rec.run_loop(SlateRequest(user=0, k=self.n), np.ones(self.n, dtype=bool), self.query, self.query, seed)
+        else:
+            rec.llm_rank(np.arange(self.n), self.query, "a shopper", seed=seed)
+        self.calls += rec.llm_stats.llm_calls
+        return int(rec.last_ranks.get(target, self.n + 1))
+
+    def trials(self, cfg, sts: str, n: int, seed: int, progress=None) -> dict:
+        """The protocol: ``n`` random orders, each with and without the STS (paired)."""
+        rng = np.random.default_rng(seed)
+        w, o = [], []
+        for t in range(n):
+            order = rng.permutation(self.n)
+            s = int(rng.integers(2**31 - 1))
+            o.append(self.target_rank(cfg, "", order, s))
+            w.append(self.target_rank(cfg, sts, order, s))
+            if progress:
+                progress(2)
+        out = protocol_stats(np.array(w), np.array(o), self.n, seed)
+        out["ranks_with"], out["ranks_without"] = w, o
+        return out
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def vocabulary(catalog) -> list[str]:
+    words = set(EXTRA_WORDS)
+    for t in catalog.items["text"].astype(str):
+        words.update(w for w in re.findall(r"[A-Za-z][A-Za-z&'-]{1,}", t) if len(w) < 16)
+    return sorted(words)
+
+
+def optimize(study: Study, cfg, budget_calls: int, orders: int, length: int, edits: int, init: str, seed: int,
+             progress=None) -> dict:
+    """Hill climbing over word edits.  A candidate's score is the target's mean rank over
+    ``orders`` fixed shuffled orders (lower is better); an edit is kept when it scores no
+    worse.  Returns the best STS, its score, the no-STS score on the same orders and the
+    progress curve (LLM calls spent, best score so far)."""
+    rng = np.random.default_rng(seed)
+    vocab = vocabulary(study.catalog)
+    fixed = [(rng.permutation(study.n), int(rng.integers(2**31 - 1))) for _ in range(orders)]
+    spent = 0
+
+    start = study.calls
+    last_cost = len(fixed)                         # LLM calls of one scoring (a guess until one ran)
+
+    def score(sts: str) -> float:
+        nonlocal spent, last_cost
+        before = study.calls
+        ranks = [study.target_rank(cfg, sts, order, s) for order, s in fixed]
+        last_cost = max(1, study.calls - before)
+        spent = study.calls - start                # LLM calls (cached answers included)
+        if progress:
+            progress(len(fixed))
+        return float(np.mean(ranks))
+
+    words = init.split() if init.strip() else [vocab[i] for i in rng.integers(0, len(vocab), size=length)]
+    baseline = score("")
+    best_words, best = words, score(" ".join(words))
+    curve = [{"calls": spent, "best_mean_rank": best, "candidate_mean_rank": best}]
+    while spent + last_cost <= budget_calls:
+        cand = list(best_words)
+        for _ in range(edits):
+            op = rng.random()
+            j = int(rng.integers(0, len(cand)))
+            new = vocab[int(rng.integers(0, len(vocab)))]
+            if op < 0.7 or len(cand) <= 1:
+                cand[j] = new                                 # replace a word
+            elif op < 0.85:
+                cand.insert(j, new)                           # insert one
+            else:
+                del cand[j]                                   # drop one
+        s = score(" ".join(cand))
+        if s <= best:
+            best_words, best = cand, s
+        curve.append({"calls": spent, "best_mean_rank": best, "candidate_mean_rank": s})
+    return {"sts": " ".join(best_words), "best_mean_rank": best, "no_sts_mean_rank": baseline,
+            "calls": spent, "orders": orders, "curve": curve, "scored_with": cfg.name}
+
+
+# ----------------------------------------------------------------------------- world A/B
+
+
+def _mentions(texts: pd.Series, name: str) -> int:
+    pat = re.compile(re.escape(name.lower()))
+    return sum(bool(pat.search(str(t).lower())) for t in texts.dropna())
+
+
+def world_effect(with_dir: Path, without_dir: Path, target_name: str) -> dict:
+    """The target's and the other items' exposure, consumption and social spread in two runs."""
+    from .run import load_run
+
+    out = {}
+    for arm, folder in (("with", with_dir), ("without", without_dir)):
+        run = load_run(folder)
+        ev, items = run.events, run.items
+        tid = int(items.loc[items["title"].str.lower() == target_name.lower(), "item_id"].iloc[0])
+        n_items = len(items)
+        slates = ev[ev["kind"] == "slate"]
+        shown = [list(x) for x in slates["items"] if x is not None]
+        impressions = sum(tid in s for s in shown)
+        positions = [s.index(tid) + 1 for s in shown if tid in s]
+        total_imp = sum(len(s) for s in shown)
+        watches = ev[ev["kind"] == "watch"]
+        rates = ev[ev["kind"] == "rate"]
+        chats, posts = ev[ev["kind"] == "chat"], ev[ev["kind"] == "post"]
+        heard = ev[ev["kind"] == "heard"]
+        tw = int((watches["item_id"] == tid).sum())
+        others_w = watches[watches["item_id"] != tid]
+        out[arm] = {
+            "slates": int(len(slates)),
+            "target_impressions": int(impressions),
+            "target_impression_share": impressions / max(total_imp, 1),
+            "target_mean_slot": float(np.mean(positions)) if positions else None,
+            "target_watches": tw,
+            "target_watch_share": tw / max(len(watches), 1),
+            "target_mean_rating": float(rates.loc[rates["item_id"] == tid, "value"].mean())
+            if (rates["item_id"] == tid).any() else None,
+            "target_chat_mentions": _mentions(chats["text"], target_name),
+            "target_post_mentions": _mentions(posts["text"], target_name)
+            + int((posts["item_id"] == tid).sum()),
+            "target_heard_of": int((heard["item_id"] == tid).sum()),
+            "watches": int(len(watches)),
+            "other_items_watches_mean": float(len(others_w) / max(n_items - 1, 1)),
+            "other_items_mean_rating": float(rates.loc[rates["item_id"] != tid, "value"].mean())
+            if (rates["item_id"] != tid).any() else None,
+            "watches_by_item": {str(k): int(v) for k, v in watches["item_id"].value_counts().sort_index().items()},
+            "impressions_by_item": {str(k): int(v) for k, v in
+                                    pd.Series([i for s in shown for i in s]).value_counts().sort_index().items()},
+        }
+    keys = [k for k, v in out["with"].items() if isinstance(v, (int, float)) or v is None]
+    out["difference"] = {k: (out["with"][k] - out["without"][k]
+                             if out["with"][k] is not None and out["without"][k] is not None else None) for k in keys}
+    return out
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progress: bool = True) -> dict:
+    """Run the scenario's STS study (search, protocol, in-world A/B); returns the results
+    (also written to ``out/results.json`` with ``report.md`` and ``plots/``)."""
+    from tqdm.auto import tqdm
+
+    from .build import build_parts
+    from .llm import service_from_scenario
+    from .run import run_scenario
+    from .scenario import ScenarioError, load_scenario, validate_plugins
+
+    scn = load_scenario(scenario, overrides)
+    validate_plugins(scn, str(scenario) if isinstance(scenario, (str, Path)) else None)
+    st = scn.sts
+    if st is None:
+        raise ScenarioError([("sts", "the scenario has no sts: section; add one with a target (and a text or a "
+                                     "search budget), see scenarios/sts_coffee.yaml")])
+    if not st.text and st.optimize.budget_calls == 0:
+        raise ScenarioError([("sts.text", "empty, and sts.optimize.budget_calls is 0: give an STS or a budget "
+                                          "to search one")])
+    out = Path(out)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    from .datasets import load_products
+
+    base = load_scenario(scn.model_dump(mode="json"), ["sts.inject=false"])
+    parts = build_parts(base)
+    studies = [("main", parts.catalog, st.target, st.domain, st.text)]
+    for c in st.catalogs:
+        studies.append((Path(c.path).stem, load_products(c.path), c.target, c.domain, c.text or st.text))
+    for name, cat, target, *_ in studies:
+        find_item(cat, target)                      # a wrong target fails before any LLM call
+    n_trials, budget = st.trials, st.optimize.budget_calls
+    # progress in rankings asked for (a search's ranking is one llm_ranker call; a ToolRec
+    # ranking is its whole loop)
+    total = len(studies) * (budget + n_trials * 2 * len(st.recommenders))
+    results = {"scenario": scn.name, "target": st.target, "position": st.position, "model": scn.llm.model,
+               "embedded_model": getattr(scn.llm, "embedded_model", None), "studies": {}}
+    llm = service_from_scenario(scn.llm, log_path=out / "llm_calls.jsonl")
+    bar = tqdm(total=total, desc="sts", unit="ranking", disable=not progress, dynamic_ncols=True)
+    try:
+        for k, (name, cat, target, domain, text) in enumerate(studies):
+            seed = np.random.SeedSequence([scn.seed, 5757, k])
+            s_opt, s_proto = (int(s.generate_state(1)[0]) for s in seed.spawn(2))
+            study = Study(cat, target, llm, st.position, st.field, domain, st.query, s_proto)
+            res = {"catalog": name if name != "main" else _catalog_name(scn), "target": study.target_name,
+                   "items": study.n, "domain": domain, "query": study.query}
+            if budget:
+                bar.set_description(f"sts {res['catalog']}: search")
+                res["search"] = optimize(study, st.recommenders[0], budget, st.optimize.orders, st.optimize.length,
+                                         st.optimize.edits, text, s_opt, progress=bar.update)
+                text = res["search"]["sts"]
+            res["sts"] = text
+            res["protocol"] = {}
+            for cfg in st.recommenders:
+                bar.set_description(f"sts {res['catalog']}: {cfg.name}")
+                calls0 = study.calls
+                res["protocol"][cfg.name] = study.trials(cfg, text, n_trials, s_proto, progress=bar.update)
+                res["protocol"][cfg.name]["llm_calls"] = study.calls - calls0
+            results["studies"][name] = res
+    finally:
+        bar.close()
+        results["llm"] = llm.metrics()
+        llm.close()
+    sts_text = results["studies"]["main"]["sts"]
+    if st.world:
+        arms = {}
+        for arm, inject_it in (("without", False), ("with", True)):
+            cfg = scn.model_dump(mode="json")
+            cfg["sts"].update(text=sts_text, inject=inject_it)
+            arms[arm] = run_scenario(cfg, out / f"world_{arm}", progress=progress, overwrite=True)
+        results["world"] = world_effect(arms["with"], arms["without"], results["studies"]["main"]["target"])
+        results["world"]["recommender"] = scn.recommender.name
+        results["world"]["brains"] = sorted({scn.population.brain.name} | {g.brain.name for g in scn.population.groups})
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable), encoding="utf-8")
+    _plots(out, results)
+    (out / "report.md").write_text(report(results), encoding="utf-8")
+    return results
+
+
+def _catalog_name(scn) -> str:
+    return Path(getattr(scn.data, "path", None) or scn.data.source).stem
+
+
+def _jsonable(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    raise TypeError(type(x))
+
+
+def _fmt(x, nd=3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.{nd}f}" if isinstance(x, float) else str(x)
+
+
+def _ci(c) -> str:
+    return f"[{c[0]:.2f}, {c[1]:.2f}]"
+
+
+def report(results: dict) -> str:
+    """The study as Markdown: protocol table per catalog, search, world A/B."""
+    model = results["model"] if results["model"] != "embedded" else f"embedded {results['embedded_model']}"
+    lines = [f"# STS study: {results['scenario']}", "", f"LLM: {model}.  Ranks are by first mention (1 = first; "
+             "absent = number of products + 1).  Intervals are 95% (Wilson for shares, paired bootstrap for the "
+             "mean rank gain).", ""]
+    for name, s in results["studies"].items():
+        lines += [f"## {s['catalog']}: target {s['target']!r} ({s['items']} products)", "",
+                  f"STS: `{s['sts']}`", ""]
+        if "search" in s:
+            se = s["search"]
+            lines += [f"Search ({se['scored_with']}, {se['calls']} LLM calls, {se['orders']} orders): mean rank "
+                      f"{se['no_sts_mean_rank']:.2f} without an STS, {se['best_mean_rank']:.2f} with the best "
+                      "found (on the search's own orders).", ""]
+        lines += ["| recommender | trials | mean rank without → with | gain [95% CI] | top-1 without | "
+                  "top-1 with | advantage | disadvantage | LLM calls |", "|---|---|---|---|---|---|---|---|---|"]
+        for rec, p in s["protocol"].items():
+            lines.append(
+                f"| {rec} | {p['trials']} | {p['mean_rank_without']:.2f} → {p['mean_rank_with']:.2f} | "
+                f"{p['mean_rank_gain']:+.2f} {_ci(p['mean_rank_gain_ci'])} | {p['top1_without']:.2f} "
+                f"{_ci(p['top1_without_ci'])} | {p['top1_with']:.2f} {_ci(p['top1_with_ci'])} | "
+                f"{p['advantage']:.2f} {_ci(p['advantage_ci'])} | {p['disadvantage']:.2f} "
+                f"{_ci(p['disadvantage_ci'])} | {p['llm_calls']} |")
+        lines += ["", f"![ranks](plots/ranks_{name}.png)", ""]
+        if "search" in s:
+            lines += [f"![search](plots/search_{name}.png)", ""]
+    w = results.get("world")
+    if w:
+        lines += ["## In the world: the same seed with and without the STS", "",
+                  f"Recommender `{w['recommender']}`; brains: {', '.join(w['brains'])}.", "",
+                  "| figure | without | with | difference |", "|---|---|---|---|"]
+        for k, d in w["difference"].items():
+            lines.append(f"| {k.replace('_', ' ')} | {_fmt(w['without'][k])} | {_fmt(w['with'][k])} | {_fmt(d)} |")
+        lines += ["", "![world](plots/world.png)", ""]
+    return "\n".join(lines)
+
+
+def _plots(out: Path, results: dict) -> None:
+    from matplotlib.figure import Figure
+
+    for name, s in results["studies"].items():
+        recs = list(s["protocol"])
+        fig = Figure(figsize=(5 * len(recs), 3.4))
+        axes = fig.subplots(1, len(recs), squeeze=False)[0]
+        n = s["items"]
+        x = np.arange(1, n + 2)
+        for a, rec in zip(axes, recs):
+            dist = s["protocol"][rec]["rank_distribution"]
+            for off, arm, colour in ((-0.2, "without", "tab:gray"), (0.2, "with", "tab:red")):
+                a.bar(x + off, [dist[arm][str(r)] for r in x], width=0.4, label=f"{arm} STS", color=colour)
+            a.set_xticks(x, [str(r) for r in x[:-1]] + ["absent"])
+            a.set(xlabel="target's rank", ylabel="trials", title=f"{rec}: {s['target']}")
+            a.legend()
+        fig.tight_layout()
+        fig.savefig(out / "plots" / f"ranks_{name}.png", dpi=110)
+        if "search" in s:
+            cv = pd.DataFrame(s["search"]["curve"])
+            fig = Figure(figsize=(5.5, 3.4))
+            a = fig.subplots()
+            a.plot(cv["calls"], cv["candidate_mean_rank"], ".", color="tab:gray", label="candidate")
+            a.step(cv["calls"], cv["best_mean_rank"], where="post", color="tab:red", label="best so far")
+            a.axhline(s["search"]["no_sts_mean_rank"], ls="--", color="k", label="no STS")
+            a.set(xlabel="LLM calls", ylabel="target's mean rank (lower is better)", title=f"STS search: {s['target']}")
+            a.legend()
+            fig.tight_layout()
+            fig.savefig(out / "plots" / f"search_{name}.png", dpi=110)
+    w = results.get("world")
+    if w:
+        fig = Figure(figsize=(11, 3.6))
+        a, b = fig.subplots(1, 2)
+        keys = ["target_impressions", "target_watches", "target_chat_mentions", "target_post_mentions",
+                "target_heard_of"]
+        x = np.arange(len(keys))
+        a.bar(x - 0.2, [w["without"][k] for k in keys], 0.4, label="without STS", color="tab:gray")
+        a.bar(x + 0.2, [w["with"][k] for k in keys], 0.4, label="with STS", color="tab:red")
+        a.set_xticks(x, [k.replace("target_", "").replace("_", " ") for k in keys], rotation=20)
+        a.set(title="target item", ylabel="count")
+        a.legend()
+        items = sorted({int(i) for arm in ("with", "without") for i in w[arm]["watches_by_item"]}
+                       | {int(i) for arm in ("with", "without") for i in w[arm]["impressions_by_item"]})
+        x = np.arange(len(items))
+        for off, arm, colour in ((-0.2, "without", "tab:gray"), (0.2, "with", "tab:red")):
+            b.bar(x + off, [w[arm]["impressions_by_item"].get(str(i), 0) for i in items], 0.4, color=colour,
+                  label=f"impressions {arm}")
+        b.set_xticks(x, [str(i) for i in items])
+        b.set(title="impressions per item (item id)", xlabel="item id", ylabel="impressions")
+        b.legend()
+        fig.tight_layout()
+        fig.savefig(out / "plots" / "world.png", dpi=110)

@@ -1,0 +1,181 @@
+"""STS studies: injection, the protocol's statistics, the search and the whole `recworld sts`
+path, against a scripted OpenAI-compatible server whose ranking reacts to the item text."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+pytest.importorskip("litellm")
+
+from simulator import sts  # noqa: E402
+from simulator.datasets import load_products  # noqa: E402
+from simulator.fakellm import FakeLLMServer, Reply  # noqa: E402
+from simulator.llm import LLMService  # noqa: E402
+from simulator.scenario import ScenarioError, load_scenario  # noqa: E402
+from simulator.scripted import answer  # noqa: E402
+
+
+@pytest.fixture
+def coffee():
+    return load_products("coffee_machines")
+
+
+def persuadable(body: dict, n: int) -> Reply:
+    """Ranking requests: products listed in prompt order, except that a product whose text
+    holds more of the words 'best' / 'top' goes first (graded, so a search can climb).
+    ToolRec actions and everything else: the scripted answers."""
+    if (body.get("response_format") or {}).get("json_schema"):
+        return answer(body, n)
+    text = body["messages"][-1]["content"]
+    objs = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    names = [o.get("Name", o.get("name")) for o in objs]
+    pull = [len(re.findall(r"\b(best|top)\b", json.dumps(o).lower())) for o in objs]
+    order = sorted(range(len(names)), key=lambda j: -pull[j])
+    return Reply("\n".join(f"{k}. {names[j]}" for k, j in enumerate(order, 1)))
+
+
+def service(srv, tmp_path):
+    return LLMService({"model": "openai/fake", "api_base": srv.url, "cache": False, "retries": 0, "timeout_s": 5},
+                      log_path=tmp_path / "calls.jsonl")
+
+
+def test_injection_positions(coffee):
+    t = sts.find_item(coffee, "coldbrew master")
+    text = coffee.items["text"].iat[t]
+    after = json.loads(sts.inject_text(text, "XYZ", "after_description"))
+    assert after["Description"].endswith(" XYZ") and after["Name"] == "ColdBrew Master"
+    assert json.loads(sts.inject_text(text, "XYZ", "before_description"))["Description"].startswith("XYZ ")
+    assert json.loads(sts.inject_text(text, "XYZ", "new_field"))["Note"] == "XYZ"
+    assert sts.inject_text("A plain film.", "XYZ") == "A plain film. XYZ"
+    assert sts.inject_text(text, "") == text
+    injected = sts.inject(coffee, "ColdBrew Master", "XYZ")
+    changed = [k for k in range(len(coffee)) if injected.items["text"].iat[k] != coffee.items["text"].iat[k]]
+    assert changed == [t]                                  # only the target, and the original is untouched
+    with pytest.raises(ValueError, match="did you mean 'ColdBrew Master'"):
+        sts.find_item(coffee, "ColdBrew Mastr")
+
+
+def test_protocol_stats_counts_and_intervals():
+    w = np.array([1, 1, 2, 11, 3, 1])
+    o = np.array([2, 1, 5, 4, 3, 11])
+    s = sts.protocol_stats(w, o, n_items=10)
+    assert s["advantage"] == pytest.approx(3 / 6) and s["disadvantage"] == pytest.approx(1 / 6)
+    assert s["unchanged"] == pytest.approx(2 / 6)
+    assert s["top1_with"] == pytest.approx(3 / 6) and s["top1_without"] == pytest.approx(1 / 6)
+    assert s["absent_with"] == pytest.approx(1 / 6) and s["absent_without"] == pytest.approx(1 / 6)
+    assert s["mean_rank_gain"] == pytest.approx((o - w).mean())
+    for k in ("advantage", "top1_with", "top1_without"):
+        lo, hi = s[f"{k}_ci"]
+        assert 0 <= lo <= s[k] <= hi <= 1
+    lo, hi = s["mean_rank_gain_ci"]
+    assert lo <= s["mean_rank_gain"] <= hi
+    assert s["rank_distribution"]["with"]["1"] == 3 and s["rank_distribution"]["without"]["11"] == 1
+    assert sum(s["rank_distribution"]["with"].values()) == 6
+
+
+def test_protocol_measures_a_persuadable_ranker(coffee, tmp_path):
+    from simulator.scenario import RecommenderConfig
+
+    with FakeLLMServer(persuadable) as srv:
+        llm = service(srv, tmp_path)
+        study = sts.Study(coffee, "ColdBrew Master", llm, "after_description", "Description", "coffee machine",
+                          "I am looking for a {domain}.", seed=0)
+        res = {name: study.trials(RecommenderConfig(name=name), "the best top choice", 8, seed=1)
+               for name in ("llm_ranker", "toolrec")}
+        prompts = [r["messages"][-1]["content"] for r in srv.requests if not r.get("response_format")]
+        llm.close()
+    assert any("I am looking for a coffee machine." in p for p in prompts)
+    r = res["llm_ranker"]
+    assert r["ranks_with"] == [1] * 8                        # the STS always wins this ranker
+    # without it the target sits where the random order put it: the advantage is the rest
+    assert r["advantage"] == pytest.approx(np.mean(np.array(r["ranks_without"]) > 1))
+    assert r["disadvantage"] == 0 and r["top1_with"] == 1.0
+    t = res["toolrec"]
+    assert t["trials"] == 8 and all(1 <= x <= 11 for x in t["ranks_with"] + t["ranks_without"])
+    assert t["mean_rank_with"] <= t["mean_rank_without"]
+
+
+def test_search_climbs_within_its_budget(coffee, tmp_path):
+    from simulator.scenario import RecommenderConfig
+
+    with FakeLLMServer(persuadable) as srv:
+        llm = service(srv, tmp_path)
+        study = sts.Study(coffee, "ColdBrew Master", llm, "after_description", "Description", "coffee machine",
+                          "I am looking for a {domain}.", seed=0)
+        out = sts.optimize(study, RecommenderConfig(name="llm_ranker"), budget_calls=60, orders=2, length=4,
+                           edits=2, init="", seed=3)
+        llm.close()
+    assert out["calls"] <= 60 and out["calls"] == len(srv.requests)
+    best = [c["best_mean_rank"] for c in out["curve"]]
+    assert all(b2 <= b1 for b1, b2 in zip(best, best[1:]))      # the best so far never gets worse
+    assert out["best_mean_rank"] < out["no_sts_mean_rank"]       # it found words this ranker obeys
+    assert re.search(r"\b(best|top)\b", out["sts"])
+
+
+def sts_scenario(srv_url, **sts_kw):
+    return {
+        "name": "sts_test", "seed": 2, "duration_days": 0.5,
+        "data": {"source": "products", "path": "coffee_machines"},
+        "population": {"size": 12, "activity": {"median_sessions_per_day": 6}},
+        "recommender": {"name": "llm_ranker", "candidates": 10, "domain": "coffee machine"},
+        "session": {"page_size": 3, "max_pages": 2},
+        "llm": {"model": "openai/fake", "api_base": srv_url, "cache": False, "retries": 0},
+        "sts": {"target": "ColdBrew Master", "text": "best top", "trials": 4,     # the search starts here
+                "optimize": {"budget_calls": 8, "orders": 2, "length": 3},
+                "catalogs": [{"path": "books", "target": sts_books_target(), "domain": "book",
+                              "text": "best top"}], **sts_kw},
+    }
+
+
+def sts_books_target() -> str:
+    return load_products("books").titles[0]
+
+
+def test_recworld_sts_writes_results_report_and_world_ab(tmp_path):
+    with FakeLLMServer(persuadable) as srv:
+        res = sts.run_sts(sts_scenario(srv.url), tmp_path / "out", progress=False)
+    out = tmp_path / "out"
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved["studies"]) == {"main", "books"}
+    main = saved["studies"]["main"]
+    assert main["search"]["calls"] <= 8 and main["sts"] == main["search"]["sts"]
+    for rec in ("llm_ranker", "toolrec"):
+        p = main["protocol"][rec]
+        assert p["trials"] == 4 and len(p["ranks_with"]) == 4 and p["llm_calls"] > 0
+    assert saved["studies"]["books"]["protocol"]["llm_ranker"]["ranks_with"] == [1] * 4
+    w = res["world"]
+    for arm in ("with", "without"):
+        assert (out / f"world_{arm}" / "events.parquet").exists()
+    items = (out / "world_with" / "items.parquet")
+    import pandas as pd
+
+    text = pd.read_parquet(items).set_index("title").loc["ColdBrew Master", "text"]
+    assert main["sts"] in text                               # the STS arm's catalog carries it
+    clean = pd.read_parquet(out / "world_without" / "items.parquet").set_index("title").loc["ColdBrew Master", "text"]
+    assert main["sts"] not in clean
+    assert w["with"]["slates"] > 0 and w["without"]["slates"] > 0
+    assert re.search(r"\b(best|top)\b", main["sts"])           # edits that drop them score worse
+    # the ranker obeys the STS, so the target reaches more slates, at the top
+    assert w["with"]["target_impressions"] > w["without"]["target_impressions"]
+    assert w["with"]["target_mean_slot"] == 1.0
+    assert {"target_watches", "target_chat_mentions", "target_post_mentions", "other_items_watches_mean"} \
+        <= set(w["difference"])
+    report = (out / "report.md").read_text()
+    assert "advantage" in report and "In the world" in report
+    for f in ("ranks_main.png", "ranks_books.png", "search_main.png", "world.png"):
+        assert (out / "plots" / f).exists()
+
+
+def test_sts_needs_a_text_or_a_budget_and_a_known_target(tmp_path):
+    with pytest.raises(ScenarioError, match="sts.text"):
+        sts.run_sts({"data": {"source": "products", "path": "coffee_machines"},
+                     "sts": {"target": "ColdBrew Master"}}, tmp_path / "a", progress=False)
+    with pytest.raises(ValueError, match="not an item"):
+        sts.run_sts({"data": {"source": "products", "path": "coffee_machines"},
+                     "sts": {"target": "Kettle 9000", "text": "x"}}, tmp_path / "b", progress=False)
+    with pytest.raises(ScenarioError, match="sts.position"):
+        load_scenario({"sts": {"target": "x", "position": "middle"}})
+    with pytest.raises(ScenarioError, match="no sts: section"):
+        sts.run_sts({"data": {"source": "products", "path": "coffee_machines"}}, tmp_path / "c", progress=False)
