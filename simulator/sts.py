@@ -356,7 +356,7 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
     # ranking is its whole loop)
     total = len(studies) * (budget + n_trials * 2 * len(st.recommenders))
     results = {"scenario": scn.name, "target": st.target, "position": st.position, "model": scn.llm.model,
-               "embedded_model": getattr(scn.llm, "embedded_model", None), "studies": {}}
+               "embedded_model": getattr(scn.llm, "embedded_model", None), "status": "running", "studies": {}}
     llm = service_from_scenario(scn.llm, log_path=out / "llm_calls.jsonl")
     bar = tqdm(total=total, desc="sts", unit="ranking", disable=not progress, dynamic_ncols=True)
     try:
@@ -379,24 +379,36 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
                 res["protocol"][cfg.name] = study.trials(cfg, text, n_trials, s_proto, progress=bar.update)
                 res["protocol"][cfg.name]["llm_calls"] = study.calls - calls0
             results["studies"][name] = res
+            _write(out, results)                    # each finished catalog is kept, whatever comes next
+        results["llm"] = llm.metrics()
+        if st.world:
+            llm.close()                             # each world run starts the service it needs
+            sts_text = results["studies"]["main"]["sts"]
+            arms = {}
+            for arm, inject_it in (("without", False), ("with", True)):
+                cfg = scn.model_dump(mode="json")
+                cfg["sts"].update(text=sts_text, inject=inject_it)
+                arms[arm] = run_scenario(cfg, out / f"world_{arm}", progress=progress, overwrite=True)
+            results["world"] = world_effect(arms["with"], arms["without"], results["studies"]["main"]["target"])
+            results["world"]["recommender"] = scn.recommender.name
+            results["world"]["brains"] = sorted({scn.population.brain.name}
+                                                | {g.brain.name for g in scn.population.groups})
+        results["status"] = "completed"
+    except BaseException as e:
+        results["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else f"failed: {e!r}"[:500]
+        raise
     finally:
         bar.close()
-        results["llm"] = llm.metrics()
+        results.setdefault("llm", llm.metrics())
         llm.close()
-    sts_text = results["studies"]["main"]["sts"]
-    if st.world:
-        arms = {}
-        for arm, inject_it in (("without", False), ("with", True)):
-            cfg = scn.model_dump(mode="json")
-            cfg["sts"].update(text=sts_text, inject=inject_it)
-            arms[arm] = run_scenario(cfg, out / f"world_{arm}", progress=progress, overwrite=True)
-        results["world"] = world_effect(arms["with"], arms["without"], results["studies"]["main"]["target"])
-        results["world"]["recommender"] = scn.recommender.name
-        results["world"]["brains"] = sorted({scn.population.brain.name} | {g.brain.name for g in scn.population.groups})
+        _write(out, results)
+    return results
+
+
+def _write(out: Path, results: dict) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable), encoding="utf-8")
     _plots(out, results)
     (out / "report.md").write_text(report(results), encoding="utf-8")
-    return results
 
 
 def _catalog_name(scn) -> str:
@@ -424,7 +436,8 @@ def _ci(c) -> str:
 def report(results: dict) -> str:
     """The study as Markdown: protocol table per catalog, search, world A/B."""
     model = results["model"] if results["model"] != "embedded" else f"embedded {results['embedded_model']}"
-    lines = [f"# STS study: {results['scenario']}", "", f"LLM: {model}.  Ranks are by first mention (1 = first; "
+    status = "" if results.get("status") == "completed" else f"  **Status: {results.get('status')}** (partial results)."
+    lines = [f"# STS study: {results['scenario']}", "", f"LLM: {model}.{status}  Ranks are by first mention (1 = first; "
              "absent = number of products + 1).  Intervals are 95% (Wilson for shares, paired bootstrap for the "
              "mean rank gain).", ""]
     for name, s in results["studies"].items():

@@ -179,3 +179,20 @@ def test_sts_needs_a_text_or_a_budget_and_a_known_target(tmp_path):
         load_scenario({"sts": {"target": "x", "position": "middle"}})
     with pytest.raises(ScenarioError, match="no sts: section"):
         sts.run_sts({"data": {"source": "products", "path": "coffee_machines"}}, tmp_path / "c", progress=False)
+
+
+def test_a_failing_world_run_keeps_the_protocol_results(tmp_path, monkeypatch):
+    import simulator.run
+
+    def broken(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(simulator.run, "run_scenario", broken)
+    with FakeLLMServer(persuadable) as srv:
+        cfg = sts_scenario(srv.url, catalogs=[], optimize={"budget_calls": 0}, trials=2)
+        with pytest.raises(RuntimeError, match="disk full"):
+            sts.run_sts(cfg, tmp_path / "out", progress=False)
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["status"].startswith("failed") and "disk full" in saved["status"]
+    assert saved["studies"]["main"]["protocol"]["llm_ranker"]["trials"] == 2
+    assert "partial results" in (tmp_path / "out" / "report.md").read_text()
