@@ -29,6 +29,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from simulator.catalog import product_object
 from simulator.protocols import SlateRequest
 
 from .personal import ContentBased
@@ -119,13 +120,9 @@ class LLMRanker(ContentBased):
         Description, Price, ...): that object is shown whole, as in Kumar & Lakkaraju."""
         c = self.catalog
         text = str(c.items["text"].iat[item])
-        if text.startswith("{"):
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError:
-                obj = None
-            if isinstance(obj, dict):
-                return json.dumps(obj, ensure_ascii=False)
+        obj = product_object(text)
+        if obj is not None:
+            return json.dumps(obj, ensure_ascii=False)
         rec = {"name": short_name(c.titles[item])}
         if c.genre_lists[item]:
             rec["genres"] = ", ".join(c.genre_lists[item])

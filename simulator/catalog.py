@@ -18,6 +18,20 @@ _TOKEN = re.compile(r"[a-z0-9]+")
 REQUIRED_COLUMNS = ("item_id", "title", "genres", "text", "duration", "year")
 
 
+def product_object(text: str) -> dict | None:
+    """The JSON object a product catalog keeps as item text (Name, Description, ...), or None
+    for plain text."""
+    if not text.startswith("{"):
+        return None
+    import json
+
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 

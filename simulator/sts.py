@@ -60,15 +60,12 @@ def find_item(catalog, name: str) -> int:
 def inject_text(text: str, sts: str, position: str = "after_description", field: str = "Description") -> str:
     """``text`` with ``sts`` put where ``position`` says.  A JSON product object gets it in
     its ``field`` (or as a new ``Note`` field); plain text gets it at the end or the start."""
+    from .catalog import product_object
+
     if not sts:
         return text
-    obj = None
-    if text.startswith("{"):
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError:
-            obj = None
-    if isinstance(obj, dict):
+    obj = product_object(text)
+    if obj is not None:
         if position == "new_field" or field not in obj:
             obj["Note"] = sts
         elif position == "before_description":
