@@ -69,16 +69,15 @@ def evaluate_offline(path=None, recommenders=None, k: int = 10, max_users: int |
 
 
 def _score(name, rec, train, catalog, test, seen, k, discount, progress) -> dict:
-    from tqdm.auto import tqdm
-
     from .protocols import SlateRequest
+    from .report import progress_bar
 
     t0 = time.perf_counter()
     rec.fit(train, catalog)
     t1 = time.perf_counter()
     ndcg, hits, shown = [], [], set()
     users = zip(test["user_id"].to_numpy(np.int64), test["item"].to_numpy(np.int64))
-    for j, (uid, held) in enumerate(tqdm(list(users), desc=name, disable=not progress, leave=False)):
+    for j, (uid, held) in enumerate(progress_bar(list(users), desc=name, enabled=progress, leave=False)):
         req = SlateRequest(user=j, k=k, exclude=seen.get(int(uid), np.empty(0, np.int64)), user_id=int(uid))
         top = np.asarray(rec.recommend(req).items)
         shown.update(top.tolist())

@@ -115,3 +115,13 @@ def write_report(folder: Path, scenario, metrics: dict, ts: pd.DataFrame, shown_
     path = folder / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def progress_bar(iterable=None, *, enabled: bool = True, **kw):
+    """A tqdm bar (a notebook widget where one can be drawn), or a silent one.  Plain tqdm
+    when disabled: ``tqdm.auto`` warns in notebooks without ipywidgets even when hidden."""
+    if enabled:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
+    return tqdm(iterable, disable=not enabled, **kw)

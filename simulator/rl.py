@@ -219,7 +219,8 @@ def save_results(results: list[EvalResult], path: Path) -> None:
 
 def _curve_callback(total: int, progress: bool):
     from stable_baselines3.common.callbacks import BaseCallback
-    from tqdm.auto import tqdm
+
+    from .report import progress_bar
 
     class Curve(BaseCallback):
         """Episode returns as training goes (for the learning curve) and a progress bar."""
@@ -230,7 +231,8 @@ def _curve_callback(total: int, progress: bool):
 
         def _on_training_start(self):
             rollout = self.model.n_steps * self.training_env.num_envs if hasattr(self.model, "n_steps") else 1
-            self.bar = tqdm(total=-(-total // rollout) * rollout, unit="step", desc="training", disable=not progress, dynamic_ncols=True)
+            self.bar = progress_bar(total=-(-total // rollout) * rollout, unit="step", desc="training",
+                                    enabled=progress, dynamic_ncols=True)
 
         def _on_step(self) -> bool:
             for info in self.locals.get("infos", []):

@@ -321,10 +321,9 @@ def world_effect(with_dir: Path, without_dir: Path, target_name: str) -> dict:
 def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progress: bool = True) -> dict:
     """Run the scenario's STS study (search, protocol, in-world A/B); returns the results
     (also written to ``out/results.json`` with ``report.md`` and ``plots/``)."""
-    from tqdm.auto import tqdm
-
     from .build import build_parts
     from .llm import service_from_scenario
+    from .report import progress_bar
     from .run import run_scenario
     from .scenario import ScenarioError, load_scenario, validate_plugins
 
@@ -355,7 +354,7 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
     results = {"scenario": scn.name, "target": st.target, "position": st.position, "model": scn.llm.model,
                "embedded_model": getattr(scn.llm, "embedded_model", None), "status": "running", "studies": {}}
     llm = service_from_scenario(scn.llm, log_path=out / "llm_calls.jsonl")
-    bar = tqdm(total=total, desc="sts", unit="ranking", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=total, desc="sts", unit="ranking", enabled=progress, dynamic_ncols=True)
     try:
         for k, (name, cat, target, domain, text) in enumerate(studies):
             seed = np.random.SeedSequence([scn.seed, 5757, k])

@@ -80,11 +80,11 @@ class World:
     def run(self, progress: bool = True) -> None:
         """Run to ``duration_days``; shows a progress bar over simulated time."""
         self.start()
-        from tqdm.auto import tqdm
+        from .report import progress_bar
 
         step = max(self.end / 200, 1.0)
-        with tqdm(total=round(self.end), unit="sim-min", desc=self.scenario.name, disable=not progress,
-                  dynamic_ncols=True, mininterval=0.5) as bar:
+        with progress_bar(total=round(self.end), unit="sim-min", desc=self.scenario.name, enabled=progress,
+                          dynamic_ncols=True, mininterval=0.5) as bar:
             t = 0.0
             while t < self.end:
                 nxt = min(self.end, t + step)
