@@ -47,6 +47,14 @@ from .base import CACHED_PAGES, BaseRecommender, Params
 from .personal import PersonalRecommender
 
 
+def _pick_probabilities(s: np.ndarray) -> np.ndarray:
+    """Slate-choice probabilities of each item given scores ``s``, against a no-click option
+    of score 0 (computed stably)."""
+    top = max(0.0, float(s.max()))
+    e = np.exp(s - top)
+    return e / (math.exp(-top) + e.sum())
+
+
 class SlateThompsonSampling(BaseRecommender):
     name: ClassVar[str] = "slate_ts"
 
@@ -191,16 +199,12 @@ class SlateThompsonSampling(BaseRecommender):
             y[chosen] = 1.0
         w = m.copy()
         for _ in range(self.params.newton_steps):
-            s = X @ w
-            e = np.exp(s - max(0.0, s.max()))
-            p = e / (math.exp(-max(0.0, s.max())) + e.sum())
+            p = _pick_probabilities(X @ w)
             grad = q * (w - m) - X.T @ (y - p)
             xp = X.T @ p
             H = np.diag(q) + (X.T * p) @ X - np.outer(xp, xp)
             w = w - np.linalg.solve(H, grad)
-        s = X @ w
-        e = np.exp(s - max(0.0, s.max()))
-        p = e / (math.exp(-max(0.0, s.max())) + e.sum())
+        p = _pick_probabilities(X @ w)
         xp = X.T @ p
         q_new = q + ((X * X).T @ p - xp * xp)
         self.m_b, self.q_b = float(w[0]), float(q_new[0])

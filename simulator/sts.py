@@ -139,9 +139,8 @@ def protocol_stats(with_sts: np.ndarray, without: np.ndarray, n_items: int, seed
 class Study:
     """One catalog with a target: the recommenders, the LLM service and the prompts."""
 
-    def __init__(self, catalog, target: str, llm, position: str, field: str, domain: str, query: str,
-                 seed: int):
-        self.catalog, self.llm, self.seed = catalog, llm, seed
+    def __init__(self, catalog, target: str, llm, position: str, field: str, domain: str, query: str):
+        self.catalog, self.llm = catalog, llm
         self.target = find_item(catalog, target)
         self.target_name = catalog.titles[self.target]
         self.position, self.field, self.domain = position, field, domain
@@ -262,13 +261,24 @@ def optimize(study: Study, cfg, budget_calls: int, orders: int, length: int, edi
 # ----------------------------------------------------------------------------- world A/B
 
 
+def _names(texts: pd.Series, name: str) -> pd.Series:
+    """Whether each text names ``name`` (case-insensitive); missing text does not."""
+    low = name.lower()
+    return texts.map(lambda t: isinstance(t, str) and low in t.lower()).astype(bool)
+
+
 def _mentions(texts: pd.Series, name: str) -> int:
-    pat = re.compile(re.escape(name.lower()))
-    return sum(bool(pat.search(str(t).lower())) for t in texts.dropna())
+    return int(_names(texts, name).sum())
+
+
+def _post_mentions(posts: pd.DataFrame, item_id: int, name: str) -> int:
+    """Posts about the item or naming it, each counted once."""
+    return int(((posts["item_id"] == item_id) | _names(posts["text"], name)).sum())
 
 
 def world_effect(with_dir: Path, without_dir: Path, target_name: str) -> dict:
     """The target's and the other items' exposure, consumption and social spread in two runs."""
+    from .metrics import impressions as impressions_of
     from .run import load_run
 
     out = {}
@@ -278,10 +288,9 @@ def world_effect(with_dir: Path, without_dir: Path, target_name: str) -> dict:
         tid = int(items.loc[items["title"].str.lower() == target_name.lower(), "item_id"].iloc[0])
         n_items = len(items)
         slates = ev[ev["kind"] == "slate"]
-        shown = [list(x) for x in slates["items"] if x is not None]
-        impressions = sum(tid in s for s in shown)
-        positions = [s.index(tid) + 1 for s in shown if tid in s]
-        total_imp = sum(len(s) for s in shown)
+        imp = impressions_of(ev)
+        shown_target = imp[imp["item_id"] == tid]
+        impressions, total_imp = len(shown_target), len(imp)
         watches = ev[ev["kind"] == "watch"]
         rates = ev[ev["kind"] == "rate"]
         chats, posts = ev[ev["kind"] == "chat"], ev[ev["kind"] == "post"]
@@ -292,22 +301,20 @@ def world_effect(with_dir: Path, without_dir: Path, target_name: str) -> dict:
             "slates": int(len(slates)),
             "target_impressions": int(impressions),
             "target_impression_share": impressions / max(total_imp, 1),
-            "target_mean_slot": float(np.mean(positions)) if positions else None,
+            "target_mean_slot": float(shown_target["position"].mean() + 1) if impressions else None,
             "target_watches": tw,
             "target_watch_share": tw / max(len(watches), 1),
             "target_mean_rating": float(rates.loc[rates["item_id"] == tid, "value"].mean())
             if (rates["item_id"] == tid).any() else None,
             "target_chat_mentions": _mentions(chats["text"], target_name),
-            "target_post_mentions": _mentions(posts["text"], target_name)
-            + int((posts["item_id"] == tid).sum()),
+            "target_post_mentions": _post_mentions(posts, tid, target_name),
             "target_heard_of": int((heard["item_id"] == tid).sum()),
             "watches": int(len(watches)),
             "other_items_watches_mean": float(len(others_w) / max(n_items - 1, 1)),
             "other_items_mean_rating": float(rates.loc[rates["item_id"] != tid, "value"].mean())
             if (rates["item_id"] != tid).any() else None,
             "watches_by_item": {str(k): int(v) for k, v in watches["item_id"].value_counts().sort_index().items()},
-            "impressions_by_item": {str(k): int(v) for k, v in
-                                    pd.Series([i for s in shown for i in s]).value_counts().sort_index().items()},
+            "impressions_by_item": {str(k): int(v) for k, v in imp["item_id"].value_counts().sort_index().items()},
         }
     keys = [k for k, v in out["with"].items() if isinstance(v, (int, float)) or v is None]
     out["difference"] = {k: (out["with"][k] - out["without"][k]
@@ -359,7 +366,7 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
         for k, (name, cat, target, domain, text) in enumerate(studies):
             seed = np.random.SeedSequence([scn.seed, 5757, k])
             s_opt, s_proto = (int(s.generate_state(1)[0]) for s in seed.spawn(2))
-            study = Study(cat, target, llm, st.position, st.field, domain, st.query, s_proto)
+            study = Study(cat, target, llm, st.position, st.field, domain, st.query)
             res = {"catalog": name if name != "main" else _catalog_name(scn), "target": study.target_name,
                    "items": study.n, "domain": domain, "query": study.query}
             if budget:

@@ -81,7 +81,7 @@ def test_protocol_measures_a_persuadable_ranker(coffee, tmp_path):
     with FakeLLMServer(persuadable) as srv:
         llm = service(srv, tmp_path)
         study = sts.Study(coffee, "ColdBrew Master", llm, "after_description", "Description", "coffee machine",
-                          "I am looking for a {domain}.", seed=0)
+                          "I am looking for a {domain}.")
         res = {name: study.trials(RecommenderConfig(name=name), "the best top choice", 8, seed=1)
                for name in ("llm_ranker", "toolrec")}
         prompts = [r["messages"][-1]["content"] for r in srv.requests if not r.get("response_format")]
@@ -103,7 +103,7 @@ def test_search_climbs_within_its_budget(coffee, tmp_path):
     with FakeLLMServer(persuadable) as srv:
         llm = service(srv, tmp_path)
         study = sts.Study(coffee, "ColdBrew Master", llm, "after_description", "Description", "coffee machine",
-                          "I am looking for a {domain}.", seed=0)
+                          "I am looking for a {domain}.")
         out = sts.optimize(study, RecommenderConfig(name="llm_ranker"), budget_calls=60, orders=2, length=4,
                            edits=2, init="", seed=3)
         llm.close()
@@ -196,3 +196,13 @@ def test_a_failing_world_run_keeps_the_protocol_results(tmp_path, monkeypatch):
     assert saved["status"].startswith("failed") and "disk full" in saved["status"]
     assert saved["studies"]["main"]["protocol"]["llm_ranker"]["trials"] == 2
     assert "partial results" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_post_about_the_target_that_names_it_counts_once():
+    import pandas as pd
+
+    posts = pd.DataFrame({"item_id": [3, 3, 5, 5], "text": ["Loved ColdBrew Master!", "so smooth",
+                                                            "unlike coldbrew master", None]})
+    # post 0: about it and naming it (once); post 1: about it; post 2: names it; post 3: neither
+    assert sts._post_mentions(posts, 3, "ColdBrew Master") == 3
+    assert sts._mentions(posts["text"], "ColdBrew Master") == 2
