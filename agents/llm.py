@@ -1,7 +1,7 @@
 """The LLM brain: RecAgent-style user agents whose decisions an LLM makes.
 
 Each user has a profile (genre tastes, rating habits, favourite titles, traits) and a
-memory (``agents.memory``).  A decision is a prompt built from the persona, the memories
+memory (``recworld.agents.memory``).  A decision is a prompt built from the persona, the memories
 retrieved for what the user sees, and the situation; the LLM answers JSON that must match
 a schema.  The brain never calls the network: it returns a ``Think`` and the world batches
 it with other users' requests (lookahead windows).  An answer that stays invalid after the
@@ -28,11 +28,11 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from agents.memory import Memory, MemoryParams
-from agents.parametric import ParametricBrain
-from simulator.catalog import Catalog
-from simulator.population import Population
-from simulator.protocols import (ActivityChoice, Consumption, Dialogue, PageChoice, Post, PostDraft,
+from recworld.agents.memory import Memory, MemoryParams
+from recworld.agents.parametric import ParametricBrain
+from recworld.simulator.data.catalog import Catalog
+from recworld.simulator.data.population import Population
+from recworld.simulator.protocols import (ActivityChoice, Consumption, Dialogue, PageChoice, Post, PostDraft,
                                  PostReaction, Think, UserState)
 
 log = logging.getLogger("recworld.agents")
@@ -48,12 +48,12 @@ def load_templates(folder: str | None = None) -> dict[str, string.Template]:
     """The built-in prompt templates, with those found in ``folder`` taking their place
     (``folder`` may also name a built-in set, e.g. ``shopping``)."""
     if folder in PROMPT_SETS:
-        folder = str(resources.files("agents") / "prompts" / folder)
+        folder = str(resources.files("recworld.agents") / "prompts" / folder)
     if folder and not Path(folder).expanduser().is_dir():
         raise FileNotFoundError(f"prompts folder {folder} does not exist (it should hold some of "
                                 f"{', '.join(t + '.txt' for t in TEMPLATES)})")
     out = {}
-    base = resources.files("agents") / "prompts"
+    base = resources.files("recworld.agents") / "prompts"
     for name in TEMPLATES:
         text = (base / f"{name}.txt").read_text(encoding="utf-8")
         if folder:
@@ -201,7 +201,7 @@ class LLMBrain:
         return line + (f" - {text}" if text and text != c.titles[item] else "")
 
     def _request(self, state: UserState, prompt: str, schema, purpose: str):
-        from simulator.llm import LLMRequest
+        from recworld.simulator.llm.service import LLMRequest
 
         seed = int(state.rng.integers(2**31 - 1))
         return LLMRequest([{"role": "system", "content": self.persona(state)}, {"role": "user", "content": prompt}],

@@ -6,7 +6,7 @@ bonus + diversity seeking - position decay; the no-click utility grows with fati
 leaves, searches or goes to the next page.  Ratings are 1-5 around the user's mean, shifted
 by item quality and the user's genre affinity.  On MovieLens the weights on taste,
 popularity and quality come from the population's calibration (see
-``simulator.datasets.population_from_ratings``) times the multipliers below.
+``recworld.simulator.data.sources.population_from_ratings``) times the multipliers below.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simulator.catalog import Catalog
-from simulator.population import Population
-from simulator.protocols import (ActivityChoice, Consumption, Dialogue, PageChoice, Post, PostDraft,
+from recworld.simulator.data.catalog import Catalog
+from recworld.simulator.data.population import Population
+from recworld.simulator.protocols import (ActivityChoice, Consumption, Dialogue, PageChoice, Post, PostDraft,
                                  PostReaction, UserState)
 
 FEELINGS = {1: "hated it", 2: "was disappointed", 3: "found it okay", 4: "enjoyed it", 5: "loved it"}

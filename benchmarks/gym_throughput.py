@@ -51,7 +51,7 @@ def recworld_rate(C: int, seconds: float, scenario: str) -> dict:
     import gymnasium as gym
     import numpy as np
 
-    import simulator  # noqa: F401
+    import recworld.simulator  # noqa: F401
 
     env = gym.make("recworld/Session-v0", scenario=scenario, overrides=[f"env.candidates={C}", f"env.slate_size={SLATE}"])
     rng = np.random.default_rng(0)

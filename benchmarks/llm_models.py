@@ -46,9 +46,9 @@ def slates(n: int) -> list[list[tuple[str, str]]]:
 
 
 def run(model: str, constrain: str, n_slates: int) -> dict:
-    from agents.llm import page_schema
-    from simulator.llm import LLMRequest, service_from_scenario
-    from simulator.scenario import LLMSection
+    from recworld.agents.llm import page_schema
+    from recworld.simulator.llm.service import LLMRequest, service_from_scenario
+    from recworld.simulator.scenario import LLMSection
 
     svc = service_from_scenario(LLMSection(embedded_model=model, constrain=constrain, cache=False,
                                            temperature=0.0, max_tokens=160, server_slots=2, max_concurrency=2))

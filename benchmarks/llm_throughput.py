@@ -21,11 +21,11 @@ import time
 
 
 def efficiency(agents: int, latency: float, capacity: int, sim_minutes: float, seed: int = 0) -> dict:
-    from simulator.build import build_world
-    from simulator.fakellm import FakeLLMServer
-    from simulator.llm import LLMService
-    from simulator.scenario import load_scenario
-    from simulator.scripted import answer
+    from recworld.simulator.build import build_world
+    from recworld.simulator.testing.fakellm import FakeLLMServer
+    from recworld.simulator.llm.service import LLMService
+    from recworld.simulator.scenario import load_scenario
+    from recworld.simulator.testing.scripted import answer
 
     def slow(body, n):
         r = answer(body, n)
@@ -64,10 +64,10 @@ def embedded(decisions: int, slots: int, seed: int = 0) -> list[dict]:
     """Page decisions of real LLM agents on the bundled MovieLens sample, sequential vs batched."""
     import numpy as np
 
-    from simulator.build import build_parts, make_brain, make_recommender
-    from simulator.llm import service_from_scenario
-    from simulator.protocols import SlateRequest, UserState
-    from simulator.scenario import load_scenario
+    from recworld.simulator.build import build_parts, make_brain, make_recommender
+    from recworld.simulator.llm.service import service_from_scenario
+    from recworld.simulator.protocols import SlateRequest, UserState
+    from recworld.simulator.scenario import load_scenario
 
     scn = load_scenario({"seed": seed, "population": {"size": 2 * decisions, "brain": {"name": "llm"}},
                          "session": {"page_size": 5}, "llm": {"cache": False, "server_slots": slots,
@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=4, help="(b) embedded server slots")
     args = ap.parse_args()
     if args.part in ("all", "efficiency"):
-        print("(a) simulator efficiency against a fake server (latency L, capacity C); ideal = C/L")
+        print("(a) recworld.simulator efficiency against a fake server (latency L, capacity C); ideal = C/L")
         caps = args.capacity + [args.capacity[-1]] * (len(args.agents) - len(args.capacity))
         for n, c in zip(args.agents, caps):
             print(json.dumps(efficiency(n, args.latency, c, args.sim_minutes)), flush=True)

@@ -21,8 +21,8 @@ def one(users: int, days: float, recommender: str, items: int, seed: int) -> dic
     import resource
     import time
 
-    from simulator.build import build_parts, build_world
-    from simulator.scenario import load_scenario
+    from recworld.simulator.build import build_parts, build_world
+    from recworld.simulator.scenario import load_scenario
 
     scn = load_scenario({
         "name": f"scale-{users}", "seed": seed, "duration_days": days,

@@ -41,7 +41,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from simulator.protocols import Feedback, SlateRequest
+from recworld.simulator.protocols import Feedback, SlateRequest
 
 from .base import CACHED_PAGES, BaseRecommender, Params
 from .personal import PersonalRecommender

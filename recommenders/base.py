@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from simulator.protocols import Feedback, Slate, SlateRequest
+from recworld.simulator.protocols import Feedback, Slate, SlateRequest
 
 CACHED_PAGES = 10
 

@@ -29,8 +29,8 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from simulator.catalog import product_object
-from simulator.protocols import SlateRequest
+from recworld.simulator.data.catalog import product_object
+from recworld.simulator.protocols import SlateRequest
 
 from .personal import ContentBased
 

@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from simulator.protocols import Feedback, SlateRequest
+from recworld.simulator.protocols import Feedback, SlateRequest
 
 from .base import BaseRecommender, Params
 

@@ -12,11 +12,10 @@ import json
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 from pydantic import Field
 
-from simulator.features import Featurizer, sample_candidates, slate_from_action
-from simulator.protocols import Slate, SlateRequest
+from recworld.simulator.gym.features import Featurizer, sample_candidates, slate_from_action
+from recworld.simulator.protocols import Slate, SlateRequest
 
 from .base import BaseRecommender, Params
 
@@ -38,7 +37,7 @@ class PolicyRecommender(BaseRecommender):
         self.C = int(env.get("candidates", 20))
         self.S = int(env.get("slate_size", 5))
         self.H = int(env.get("history", 5))
-        from simulator.rl import load_policy
+        from recworld.simulator.gym.policies import load_policy
 
         self.model = load_policy(p)
         self.featurizer = None

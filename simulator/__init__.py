@@ -1,53 +1,42 @@
-"""RecWorld core: world, time, events, catalog, social graph, scenarios, metrics, reports, CLI.
+"""RecWorld core (``recworld.simulator``): scenarios, the world, data, LLM service, envs, studies, output.
 
-Heavy modules load on first use, so ``import simulator`` stays fast.
+Rooms of one concern each: ``engine`` (the simpy world, LLM batching, the event log), ``data``
+(sources, catalog, population, social graph, item-text injection), ``llm`` (settings, service,
+embedded server), ``gym`` (Gymnasium envs, observations, policies), ``studies`` (sts, rl,
+offline evaluation, compare), ``output`` (metrics, report, progress, run folders) and
+``testing`` (fake LLM server, scripted answers, plug-in conformance checkers).  ``protocols``
+is the plug-in contract, ``registry`` finds plug-ins, ``build`` puts a world together and
+``run`` runs it into a run folder.
+
+Heavy modules load on first use, so ``import recworld`` stays fast.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 
-# litellm would fetch its price list from the network on import; ours is offline-first
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-__version__ = "0.1.0"
+from recworld import __version__  # noqa: F401  (also registers the Gymnasium environments)
 
 _LAZY = {
-    "Scenario": "simulator.scenario",
-    "ScenarioError": "simulator.scenario",
-    "load_scenario": "simulator.scenario",
-    "run_scenario": "simulator.run",
-    "load_run": "simulator.run",
-    "Run": "simulator.run",
-    "build_world": "simulator.build",
-    "build_parts": "simulator.build",
-    "World": "simulator.world",
-    "Catalog": "simulator.catalog",
-    "Population": "simulator.population",
-    "SocialGraph": "simulator.social",
-    "EventKind": "simulator.events",
-    "load_movielens": "simulator.datasets",
-    "load_products": "simulator.datasets",
-    "run_sts": "simulator.sts",
+    "Scenario": "recworld.simulator.scenario",
+    "ScenarioError": "recworld.simulator.scenario",
+    "load_scenario": "recworld.simulator.scenario",
+    "run_scenario": "recworld.simulator.run",
+    "load_run": "recworld.simulator.run",
+    "Run": "recworld.simulator.run",
+    "build_world": "recworld.simulator.build",
+    "build_parts": "recworld.simulator.build",
+    "World": "recworld.simulator.engine.world",
+    "Catalog": "recworld.simulator.data.catalog",
+    "Population": "recworld.simulator.data.population",
+    "SocialGraph": "recworld.simulator.data.social",
+    "EventKind": "recworld.simulator.engine.events",
+    "load_movielens": "recworld.simulator.data.sources",
+    "load_products": "recworld.simulator.data.sources",
+    "run_sts": "recworld.simulator.studies.sts",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
-
-
-def _register_envs() -> None:
-    """Register ``recworld/Session-v0`` and ``recworld/World-v0`` with Gymnasium (cheap: the
-    environments' module loads only when one is made)."""
-    try:
-        from gymnasium.envs.registration import register, registry
-    except ImportError:  # pragma: no cover - gymnasium is a dependency; tolerate a broken install
-        return
-    for env_id, cls in (("recworld/Session-v0", "SessionEnv"), ("recworld/World-v0", "WorldEnv")):
-        if env_id not in registry:
-            register(id=env_id, entry_point=f"simulator.envs:{cls}")
-
-
-_register_envs()
 
 
 def __getattr__(name: str):
@@ -55,7 +44,7 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'simulator' has no attribute {name!r}")
+    raise AttributeError(f"module 'recworld.simulator' has no attribute {name!r}")
 
 
 def __dir__():

@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import registry
-from .catalog import Catalog
-from .datasets import (INTERACTION_COLUMNS, bundled_movielens_path, load_movielens, load_products,
+from recworld.simulator import registry
+from recworld.simulator.data.catalog import Catalog
+from recworld.simulator.data.sources import (INTERACTION_COLUMNS, bundled_movielens_path, load_movielens, load_products,
                        population_from_ratings, synthetic_catalog, synthetic_population)
-from .events import EventLog
-from .population import Population
-from .scenario import Scenario, plugin_params, validate_plugins
-from .social import SocialGraph
-from .world import World
+from recworld.simulator.engine.events import EventLog
+from recworld.simulator.data.population import Population
+from recworld.simulator.scenario import Scenario, plugin_params, validate_plugins
+from recworld.simulator.data.social import SocialGraph
+from recworld.simulator.engine.world import World
 
 
 STREAMS = ("data", "population", "graph", "recommender", "brain", "users", "groups")
@@ -60,7 +60,7 @@ def build_parts(scenario: Scenario) -> Parts:
         interactions = pd.DataFrame({c: pd.Series(dtype="int64") for c in INTERACTION_COLUMNS})
         population = synthetic_population(catalog, pop_cfg.size, np.random.default_rng(s_pop), **act_kw)
     if scenario.sts is not None and scenario.sts.inject and scenario.sts.text:
-        from .sts import inject_from_scenario
+        from recworld.simulator.data.inject import inject_from_scenario
 
         catalog = inject_from_scenario(catalog, scenario)
     sc = scenario.social
@@ -135,7 +135,7 @@ def build_world(scenario: Scenario, out_dir: str | Path, parts: Parts | None = N
     parts = parts or build_parts(scenario)
     owned = None
     if llm is None and needs_llm(scenario):
-        from .llm import service_from_scenario
+        from recworld.simulator.llm.service import service_from_scenario
 
         llm = owned = service_from_scenario(scenario.llm, log_path=Path(out_dir) / "llm_calls.jsonl")
     try:

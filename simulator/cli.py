@@ -9,7 +9,7 @@ import sys
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from recworld.simulator import __version__
 
     p = argparse.ArgumentParser(prog="recworld", description="Agent-based user simulation for recommender systems.")
     p.add_argument("--version", action="version", version=f"recworld {__version__}")
@@ -80,11 +80,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from .scenario import ScenarioError
+    from recworld.simulator.scenario import ScenarioError
 
     try:
         if args.command == "validate":
-            from .scenario import load_scenario, validate_plugins
+            from recworld.simulator.scenario import load_scenario, validate_plugins
 
             scn = load_scenario(args.scenario, args.overrides)
             validate_plugins(scn, args.scenario)
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{args.scenario}: valid")
             return 0
         if args.command == "list":
-            from .registry import available
+            from recworld.simulator.registry import available
 
             for kind in [args.kind] if args.kind else ["recommenders", "brains"]:
                 print(f"{kind}:")
@@ -104,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             import time
 
-            from .compare import compare
-            from .evaluate import markdown_table
-            from .scenario import load_scenario, validate_plugins
+            from recworld.simulator.studies.compare import compare
+            from recworld.simulator.studies.evaluate import markdown_table
+            from recworld.simulator.scenario import load_scenario, validate_plugins
 
             scn = load_scenario(args.scenario, args.overrides)
             validate_plugins(scn, args.scenario)
@@ -119,14 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sts":
             import time
 
-            from .sts import run_sts
+            from recworld.simulator.studies.sts import run_sts
 
             overrides = list(args.overrides)
             if args.trials is not None:
                 overrides.append(f"sts.trials={args.trials}")
             if args.no_world:
                 overrides.append("sts.world=false")
-            from .scenario import load_scenario
+            from recworld.simulator.scenario import load_scenario
 
             name = load_scenario(args.scenario, overrides).name
             out = args.out or f"runs/sts-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             import time
             from pathlib import Path
 
-            from .evaluate import evaluate_offline, markdown_table, write_results
-            from .registry import available
+            from recworld.simulator.studies.evaluate import evaluate_offline, markdown_table, write_results
+            from recworld.simulator.registry import available
 
             names = [n.strip() for n in args.recommenders.split(",")] if args.recommenders else None
             unknown = [n for n in names or [] if n not in available("recommenders")]
@@ -171,14 +171,14 @@ def main(argv: list[str] | None = None) -> int:
             import time
             from pathlib import Path
 
-            from .scenario import load_scenario, validate_plugins
+            from recworld.simulator.scenario import load_scenario, validate_plugins
 
             scn = load_scenario(args.scenario, args.overrides)
             validate_plugins(scn, args.scenario)
             if args.steps < 1 or args.eval_seeds < 1 or args.eval_episodes < 1:
                 raise ValueError("--steps, --eval-seeds and --eval-episodes must be positive")
             try:
-                from .rl import train_and_evaluate
+                from recworld.simulator.studies.rl import train_and_evaluate
             except ImportError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 1
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  results: {out / 'results.json'}, plots: {out / 'plots'}")
             return 0
         if args.command == "run":
-            from .run import run_scenario
+            from recworld.simulator.run import run_scenario
 
             out = run_scenario(args.scenario, args.out, args.overrides, progress=not args.no_progress,
                                overwrite=args.overwrite)

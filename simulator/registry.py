@@ -17,20 +17,20 @@ GROUPS = {
 
 BUILTIN: dict[str, dict[str, str]] = {
     "recommenders": {
-        "random": "recommenders.baselines:RandomRecommender",
-        "popularity": "recommenders.baselines:PopularityRecommender",
-        "policy": "recommenders.policy:PolicyRecommender",
-        "slate_ts": "recommenders.bandits:SlateThompsonSampling",
-        "mf": "recommenders.personal:MatrixFactorization",
-        "itemknn": "recommenders.personal:ItemKNN",
-        "content": "recommenders.personal:ContentBased",
-        "linucb": "recommenders.bandits:LinUCB",
-        "llm_ranker": "recommenders.llm:LLMRanker",
-        "toolrec": "recommenders.llm:ToolRec",
+        "random": "recworld.recommenders.baselines:RandomRecommender",
+        "popularity": "recworld.recommenders.baselines:PopularityRecommender",
+        "policy": "recworld.recommenders.policy:PolicyRecommender",
+        "slate_ts": "recworld.recommenders.bandits:SlateThompsonSampling",
+        "mf": "recworld.recommenders.personal:MatrixFactorization",
+        "itemknn": "recworld.recommenders.personal:ItemKNN",
+        "content": "recworld.recommenders.personal:ContentBased",
+        "linucb": "recworld.recommenders.bandits:LinUCB",
+        "llm_ranker": "recworld.recommenders.llm:LLMRanker",
+        "toolrec": "recworld.recommenders.llm:ToolRec",
     },
     "brains": {
-        "parametric": "agents.parametric:ParametricBrain",
-        "llm": "agents.llm:LLMBrain",
+        "parametric": "recworld.agents.parametric:ParametricBrain",
+        "llm": "recworld.agents.llm:LLMBrain",
     },
 }
 

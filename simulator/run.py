@@ -43,8 +43,8 @@ def run_scenario(scenario, out: str | Path | None = None, overrides: list[str] |
     If the run fails or is interrupted, the events so far, the metrics and the report are
     still written (``metrics.json`` -> ``status``), then the error is raised again.
     """
-    from .build import build_parts, build_world
-    from .scenario import load_scenario, validate_plugins
+    from recworld.simulator.build import build_parts, build_world
+    from recworld.simulator.scenario import load_scenario, validate_plugins
 
     scn = load_scenario(scenario, overrides)
     validate_plugins(scn, str(scenario) if isinstance(scenario, (str, Path)) else None)
@@ -111,9 +111,9 @@ def finish(out: Path, scn, parts, sim_minutes: float, status: str, wall_seconds:
     """Metrics, time series and report from the event log in ``out``."""
     import numpy as np
 
-    from .events import read_events
-    from .metrics import compute_metrics, impressions, time_series
-    from .report import write_report
+    from recworld.simulator.engine.events import read_events
+    from recworld.simulator.output.metrics import compute_metrics, impressions, time_series
+    from recworld.simulator.output.report import write_report
 
     events = read_events(out)
     duration = max(float(sim_minutes), 1.0)
@@ -156,7 +156,7 @@ def load_run(path: str | Path) -> Run:
     """Load a run folder written by ``recworld run`` (also a crashed one: its events survive)."""
     import yaml
 
-    from .events import read_events
+    from recworld.simulator.engine.events import read_events
 
     p = Path(path)
     if not p.is_dir():

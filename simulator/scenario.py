@@ -169,7 +169,7 @@ class LLMSection(Strict):
     @field_validator("embedded_model")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        from .localllm import MODELS          # stdlib only: cheap
+        from recworld.simulator.llm.embedded import MODELS          # stdlib only: cheap
 
         if v not in MODELS:
             raise ValueError(f"unknown embedded model; known: {', '.join(MODELS)}")
@@ -385,7 +385,7 @@ def apply_overrides(raw: dict, overrides: list[str] | None, base_dir: Path | Non
 
 
 def _resolve_paths(raw: dict, base_dir: Path) -> None:
-    from .datasets import BUNDLED_PRODUCTS
+    from recworld.simulator.data.sources import BUNDLED_PRODUCTS
 
     def resolve(sect: dict, key: str) -> None:
         v = sect.get(key)
@@ -436,9 +436,9 @@ def load_scenario(source: str | Path | dict | Scenario, overrides: list[str] | N
 def validate_plugins(scenario: Scenario, source: str | None = None) -> None:
     """Check what the schema alone cannot: that the recommender and brain exist and accept
     their parameters, and that the files the scenario names exist."""
-    from . import registry
+    from recworld.simulator import registry
 
-    from .datasets import BUNDLED_PRODUCTS
+    from recworld.simulator.data.sources import BUNDLED_PRODUCTS
 
     problems = []
     paths = [("data.path", getattr(scenario.data, "path", None)), ("social.path", scenario.social.path)]

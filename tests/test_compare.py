@@ -5,13 +5,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from agents.parametric import ParametricBrain
-from simulator import load_run, run_scenario
-from simulator.cli import main
-from simulator.compare import compare
-from simulator.datasets import synthetic_catalog, synthetic_population
-from simulator.protocols import UserState
-from simulator.scenario import ScenarioError, load_scenario
+from recworld.agents.parametric import ParametricBrain
+from recworld.simulator import load_run, run_scenario
+from recworld.simulator.cli import main
+from recworld.simulator.studies.compare import compare
+from recworld.simulator.data.sources import synthetic_catalog, synthetic_population
+from recworld.simulator.protocols import UserState
+from recworld.simulator.scenario import ScenarioError, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,7 @@ def test_compare_labels_must_be_unique():
 
 
 def test_compare_arms_are_validated():
-    from simulator.scenario import validate_plugins
+    from recworld.simulator.scenario import validate_plugins
 
     with pytest.raises(ScenarioError, match="compare.1.sampling"):
         validate_plugins(load_scenario({"compare": [{"name": "random"}, {"name": "slate_ts", "sampling": "best"}]}))

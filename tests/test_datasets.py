@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.datasets import (bundled_movielens_path, load_movielens, load_products, movie_durations,
+from recworld.simulator.data.sources import (bundled_movielens_path, load_movielens, load_products, movie_durations,
                                 population_from_ratings, synthetic_catalog, synthetic_population)
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import simulator  # noqa: F401  (registers the environments)
-from simulator.features import slate_from_action
+import recworld.simulator  # noqa: F401  (registers the environments)
+from recworld.simulator.gym.features import slate_from_action
 
 ROOT = Path(__file__).resolve().parents[1]
 RL = str(ROOT / "scenarios" / "rl_session.yaml")
@@ -37,7 +37,7 @@ def test_sb3_checker(env_id):
 
 @pytest.mark.parametrize("env_id", IDS)
 def test_make_in_a_fresh_interpreter_by_module_path(env_id):
-    code = (f"import gymnasium as gym; e = gym.make('simulator:{env_id}'); o, i = e.reset(seed=0); "
+    code = (f"import gymnasium as gym; e = gym.make('recworld.simulator:{env_id}'); o, i = e.reset(seed=0); "
             f"print(sorted(o))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "candidates" in out
@@ -141,7 +141,7 @@ def test_vector_envs(vector):
 
 
 def test_env_config_is_validated():
-    with pytest.raises(simulator.ScenarioError, match="env.slate_size"):
+    with pytest.raises(recworld.simulator.ScenarioError, match="env.slate_size"):
         make("recworld/Session-v0", overrides=SMALL + ["env.slate_size=30"])
-    with pytest.raises(simulator.ScenarioError, match="env.reward"):
+    with pytest.raises(recworld.simulator.ScenarioError, match="env.reward"):
         make("recworld/Session-v0", overrides=SMALL + ["env.reward=money"])

@@ -8,8 +8,8 @@ from pydantic import BaseModel
 
 pytest.importorskip("litellm")
 
-from simulator.fakellm import FakeLLMServer, Reply  # noqa: E402
-from simulator.llm import LLMRequest, LLMService  # noqa: E402
+from recworld.simulator.testing.fakellm import FakeLLMServer, Reply  # noqa: E402
+from recworld.simulator.llm.service import LLMRequest, LLMService  # noqa: E402
 
 
 class Choice(BaseModel):

@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("litellm")
 
-from simulator.scripted import answer, schema_name  # noqa: E402
-from agents.memory import Memory, MemoryParams, embed  # noqa: E402
-from simulator.fakellm import FakeLLMServer, Reply  # noqa: E402
-from simulator.run import load_run, run_scenario  # noqa: E402
+from recworld.simulator.testing.scripted import answer, schema_name  # noqa: E402
+from recworld.agents.memory import Memory, MemoryParams, embed  # noqa: E402
+from recworld.simulator.testing.fakellm import FakeLLMServer, Reply  # noqa: E402
+from recworld.simulator.run import load_run, run_scenario  # noqa: E402
 
 
 def llm_scenario(small_scenario, srv, tmp_path, **llm):
@@ -146,7 +146,7 @@ def test_prompt_templates_can_be_overridden(small_scenario, tmp_path):
 
 
 def test_a_world_without_llm_settings_for_an_llm_brain_names_the_problem(small_scenario, tmp_path):
-    from simulator.scenario import ScenarioError, load_scenario, validate_plugins
+    from recworld.simulator.scenario import ScenarioError, load_scenario, validate_plugins
 
     bad = dict(small_scenario, population=dict(small_scenario["population"], brain={"name": "llm", "memroy": {}}))
     with pytest.raises(ScenarioError, match="memroy.*did you mean 'memory'"):

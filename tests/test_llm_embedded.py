@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("xllamacpp")
 pytest.importorskip("litellm")
 
-from simulator.run import load_run, run_scenario  # noqa: E402
+from recworld.simulator.run import load_run, run_scenario  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.local_llm]
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "llm_quickstart.yaml"

@@ -5,12 +5,12 @@ import pytest
 
 pytest.importorskip("litellm")
 
-from simulator.scripted import answer  # noqa: E402
-from recommenders.llm import LLMRanker, ToolRec, rank_by_first_mention  # noqa: E402
-from simulator.datasets import load_movielens  # noqa: E402
-from simulator.fakellm import FakeLLMServer, Reply  # noqa: E402
-from simulator.llm import LLMService  # noqa: E402
-from simulator.protocols import SlateRequest  # noqa: E402
+from recworld.simulator.testing.scripted import answer  # noqa: E402
+from recworld.recommenders.llm import LLMRanker, ToolRec, rank_by_first_mention  # noqa: E402
+from recworld.simulator.data.sources import load_movielens  # noqa: E402
+from recworld.simulator.testing.fakellm import FakeLLMServer, Reply  # noqa: E402
+from recworld.simulator.llm.service import LLMService  # noqa: E402
+from recworld.simulator.protocols import SlateRequest  # noqa: E402
 
 
 def test_rank_by_first_mention():

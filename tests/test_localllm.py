@@ -6,8 +6,8 @@ from pydantic import BaseModel
 pytest.importorskip("xllamacpp")
 pytest.importorskip("litellm")
 
-from simulator.llm import LLMService  # noqa: E402
-from simulator.localllm import EmbeddedLLM  # noqa: E402
+from recworld.simulator.llm.service import LLMService  # noqa: E402
+from recworld.simulator.llm.embedded import EmbeddedLLM  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.local_llm]
 

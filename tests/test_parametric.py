@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from agents.parametric import ParametricBrain
-from simulator.datasets import load_movielens, population_from_ratings, synthetic_catalog, synthetic_population
-from simulator.protocols import Post, UserState
+from recworld.agents.parametric import ParametricBrain
+from recworld.simulator.data.sources import load_movielens, population_from_ratings, synthetic_catalog, synthetic_population
+from recworld.simulator.protocols import Post, UserState
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recommenders.bandits import LinUCB
-from recommenders.personal import ContentBased, ItemKNN, MatrixFactorization
-from simulator import load_run, run_scenario
-from simulator.datasets import load_movielens
-from simulator.evaluate import evaluate_offline, leave_last_out
-from simulator.protocols import Feedback, Slate, SlateRequest
-from simulator.registry import available
+from recworld.recommenders.bandits import LinUCB
+from recworld.recommenders.personal import ContentBased, ItemKNN, MatrixFactorization
+from recworld.simulator import load_run, run_scenario
+from recworld.simulator.data.sources import load_movielens
+from recworld.simulator.studies.evaluate import evaluate_offline, leave_last_out
+from recworld.simulator.protocols import Feedback, Slate, SlateRequest
+from recworld.simulator.registry import available
 
 ROOT = Path(__file__).resolve().parents[1]
 PERSONAL = [MatrixFactorization, ItemKNN, ContentBased, LinUCB]
@@ -97,7 +97,7 @@ def test_offline_ordering_on_movielens(ml_full):
 
 
 def test_cli_evaluate_writes_tables(tmp_path, capsys):
-    from simulator.cli import main
+    from recworld.simulator.cli import main
 
     assert main(["evaluate", "--recommenders", "random,popularity", "--users", "30", "--out", str(tmp_path),
                  "--no-progress"]) == 0

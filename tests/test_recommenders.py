@@ -1,11 +1,10 @@
 import numpy as np
-import pandas as pd
 import pytest
 
-from recommenders.baselines import PopularityRecommender, RandomRecommender
-from simulator.datasets import load_movielens
-from simulator.protocols import Feedback, Slate, SlateRequest
-from simulator.registry import UnknownPluginError, available, load, register, unregister
+from recworld.recommenders.baselines import PopularityRecommender, RandomRecommender
+from recworld.simulator.data.sources import load_movielens
+from recworld.simulator.protocols import Feedback, Slate, SlateRequest
+from recworld.simulator.registry import UnknownPluginError, available, load, register, unregister
 
 
 @pytest.fixture

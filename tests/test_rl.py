@@ -1,14 +1,13 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 pytest.importorskip("stable_baselines3")
 
-from simulator import load_run, run_scenario  # noqa: E402
-from simulator.cli import main  # noqa: E402
+from recworld.simulator import load_run, run_scenario  # noqa: E402
+from recworld.simulator.cli import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RL = ROOT / "scenarios" / "rl_session.yaml"
@@ -48,7 +47,7 @@ def test_saved_policy_serves_a_world_run(trained, tmp_path):
 
 
 def test_policy_recommender_errors(tmp_path):
-    from simulator.scenario import ScenarioError, load_scenario, validate_plugins
+    from recworld.simulator.scenario import ScenarioError, load_scenario, validate_plugins
 
     with pytest.raises(ScenarioError, match="recommender.path"):
         validate_plugins(load_scenario({"recommender": {"name": "policy"}}))
@@ -60,7 +59,7 @@ def test_policy_recommender_errors(tmp_path):
 def test_builtin_recommenders_act_as_policies():
     import gymnasium as gym
 
-    from simulator.rl import builtin_policy
+    from recworld.simulator.studies.rl import builtin_policy
 
     env = gym.make("recworld/Session-v0", scenario=str(RL), overrides=["population.size=50", "data.n_items=300"])
     obs, _ = env.reset(seed=0)
@@ -74,7 +73,7 @@ def test_builtin_recommenders_act_as_policies():
 def test_load_policy_uses_the_algorithm_recorded_beside_the_model(tmp_path):
     from stable_baselines3 import A2C
 
-    from simulator.rl import load_policy, train
+    from recworld.simulator.studies.rl import load_policy, train
 
     model = train(str(RL), algo="a2c", steps=64, n_envs=1, overrides=["population.size=30", "data.n_items=100"])
     model.save(tmp_path / "model.zip")

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommenders.baselines import PopularityRecommender
-from simulator import load_run, run_scenario
-from simulator.metrics import gini, impressions
-from simulator.registry import register, unregister
+from recworld.recommenders.baselines import PopularityRecommender
+from recworld.simulator import load_run, run_scenario
+from recworld.simulator.output.metrics import gini, impressions
+from recworld.simulator.registry import register, unregister
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_FILES = ["scenario.yaml", "events.parquet", "users.parquet", "items.parquet", "metrics.json",
@@ -172,7 +172,7 @@ def test_failed_run_keeps_its_events_and_reports(cls, status, small_scenario, tm
 def test_killed_run_keeps_flushed_events(tmp_path):
     """kill -9 in the middle of a run: the parts flushed so far can still be loaded."""
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "simulator.cli", "run", str(ROOT / "scenarios" / "synthetic.yaml"), "--out", str(out),
+    cmd = [sys.executable, "-m", "recworld.simulator.cli", "run", str(ROOT / "scenarios" / "synthetic.yaml"), "--out", str(out),
            "--no-progress", "--set", "duration_days=60", "--set", "output.flush_every=500"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simulator.cli import main
-from simulator.scenario import Scenario, ScenarioError, load_scenario, validate_plugins
+from recworld.simulator.cli import main
+from recworld.simulator.scenario import ScenarioError, load_scenario, validate_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from recommenders.bandits import SlateThompsonSampling
-from simulator.datasets import synthetic_catalog
-from simulator.protocols import Feedback, Slate, SlateRequest
+from recworld.recommenders.bandits import SlateThompsonSampling
+from recworld.simulator.data.sources import synthetic_catalog
+from recworld.simulator.protocols import Feedback, Slate, SlateRequest
 
 
 @pytest.fixture

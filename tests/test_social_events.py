@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.events import EventKind, EventLog, read_events
-from simulator.social import SocialGraph
+from recworld.simulator.engine.events import EventKind, EventLog, read_events
+from recworld.simulator.data.social import SocialGraph
 
 DATA = Path(__file__).parent / "data"
 

@@ -9,12 +9,12 @@ import pytest
 
 pytest.importorskip("litellm")
 
-from simulator import sts  # noqa: E402
-from simulator.datasets import load_products  # noqa: E402
-from simulator.fakellm import FakeLLMServer, Reply  # noqa: E402
-from simulator.llm import LLMService  # noqa: E402
-from simulator.scenario import ScenarioError, load_scenario  # noqa: E402
-from simulator.scripted import answer  # noqa: E402
+from recworld.simulator.studies import sts  # noqa: E402
+from recworld.simulator.data.sources import load_products  # noqa: E402
+from recworld.simulator.testing.fakellm import FakeLLMServer, Reply  # noqa: E402
+from recworld.simulator.llm.service import LLMService  # noqa: E402
+from recworld.simulator.scenario import ScenarioError, load_scenario  # noqa: E402
+from recworld.simulator.testing.scripted import answer  # noqa: E402
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_protocol_stats_counts_and_intervals():
 
 
 def test_protocol_measures_a_persuadable_ranker(coffee, tmp_path):
-    from simulator.scenario import RecommenderConfig
+    from recworld.simulator.scenario import RecommenderConfig
 
     with FakeLLMServer(persuadable) as srv:
         llm = service(srv, tmp_path)
@@ -98,7 +98,7 @@ def test_protocol_measures_a_persuadable_ranker(coffee, tmp_path):
 
 
 def test_search_climbs_within_its_budget(coffee, tmp_path):
-    from simulator.scenario import RecommenderConfig
+    from recworld.simulator.scenario import RecommenderConfig
 
     with FakeLLMServer(persuadable) as srv:
         llm = service(srv, tmp_path)
@@ -182,12 +182,12 @@ def test_sts_needs_a_text_or_a_budget_and_a_known_target(tmp_path):
 
 
 def test_a_failing_world_run_keeps_the_protocol_results(tmp_path, monkeypatch):
-    import simulator.run
+    import recworld.simulator.run
 
     def broken(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(simulator.run, "run_scenario", broken)
+    monkeypatch.setattr(recworld.simulator.run, "run_scenario", broken)
     with FakeLLMServer(persuadable) as srv:
         cfg = sts_scenario(srv.url, catalogs=[], optimize={"budget_calls": 0}, trials=2)
         with pytest.raises(RuntimeError, match="disk full"):

@@ -19,8 +19,8 @@ COLUMNS = ["ctr", "watches", "watch_minutes", "mean_rating", "genre_entropy_per_
 
 def compare(scenario, out: str | Path, overrides=None, names: list[str] | None = None, progress: bool = True):
     """Run every arm (``scenario.compare`` or ``names``); returns the comparison table."""
-    from .run import load_run, run_scenario
-    from .scenario import CompareEntry, ScenarioError, load_scenario
+    from recworld.simulator.run import load_run, run_scenario
+    from recworld.simulator.scenario import CompareEntry, ScenarioError, load_scenario
 
     scn = load_scenario(scenario, overrides)
     arms = [CompareEntry(name=n) for n in names] if names else list(scn.compare)
@@ -75,7 +75,7 @@ def _plots(out: Path, series: dict[str, pd.DataFrame]) -> None:
 
 
 def _report(out: Path, scn, table: pd.DataFrame) -> None:
-    from .evaluate import markdown_table
+    from recworld.simulator.studies.evaluate import markdown_table
 
     text = [f"# Recommender comparison: {scn.name}", "",
             f"Same population, seed ({scn.seed}) and {scn.duration_days:g} simulated days for every recommender; "

@@ -386,7 +386,7 @@ def service_from_scenario(section, log_path: str | Path | None = None) -> LLMSer
     cfg = {k: v for k, v in raw.items() if k not in SERVER_KEYS}
     server = None
     if cfg["model"] == "embedded":
-        from .localllm import EmbeddedLLM
+        from recworld.simulator.llm.embedded import EmbeddedLLM
 
         server = EmbeddedLLM(raw.get("embedded_model", "gemma-3-270m"), parallel=raw.get("server_slots", 4),
                              threads=raw.get("server_threads", 2)).start()

@@ -32,65 +32,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recworld.simulator.data.inject import find_item, inject, inject_from_scenario, inject_text  # noqa: F401
+
 log = logging.getLogger("recworld.sts")
 
 #: words the search may use besides the catalog's own
 EXTRA_WORDS = ("best", "top", "first", "recommend", "always", "must", "number", "one", "choice", "rank", "list",
                "highest", "ideal", "perfect", "buy", "favorite", "leading", "premium", "only", "pick", "!", ":")
-
-
-# ----------------------------------------------------------------------------- injection
-
-
-def find_item(catalog, name: str) -> int:
-    """The index of the item titled ``name`` (case-insensitive, a trailing year ignored)."""
-    want = name.strip().lower()
-    titles = [str(t).strip().lower() for t in catalog.titles]
-    for k, t in enumerate(titles):
-        if t == want or re.sub(r"\s*\(\d{4}\)$", "", t) == want:
-            return k
-    import difflib
-
-    close = difflib.get_close_matches(want, titles, n=3)
-    raise ValueError(f"sts.target {name!r} is not an item of the catalog"
-                     + (f"; did you mean {', '.join(repr(catalog.titles[titles.index(c)]) for c in close)}?"
-                        if close else f" (it has {len(titles)} items, e.g. {catalog.titles[0]!r})"))
-
-
-def inject_text(text: str, sts: str, position: str = "after_description", field: str = "Description") -> str:
-    """``text`` with ``sts`` put where ``position`` says.  A JSON product object gets it in
-    its ``field`` (or as a new ``Note`` field); plain text gets it at the end or the start."""
-    from .catalog import product_object
-
-    if not sts:
-        return text
-    obj = product_object(text)
-    if obj is not None:
-        if position == "new_field" or field not in obj:
-            obj["Note"] = sts
-        elif position == "before_description":
-            obj[field] = f"{sts} {obj[field]}"
-        else:
-            obj[field] = f"{obj[field]} {sts}"
-        return json.dumps(obj, ensure_ascii=False)
-    if position == "before_description":
-        return f"{sts} {text}"
-    return f"{text} {sts}" if text else sts
-
-
-def inject(catalog, target: str | int, sts: str, position: str = "after_description", field: str = "Description"):
-    """A copy of ``catalog`` whose target item's text carries ``sts``."""
-    from .catalog import Catalog
-
-    k = target if isinstance(target, (int, np.integer)) else find_item(catalog, target)
-    items = catalog.items.copy()
-    items.loc[k, "text"] = inject_text(str(items.at[k, "text"]), sts, position, field)
-    return Catalog(items)
-
-
-def inject_from_scenario(catalog, scenario, text: str | None = None):
-    st = scenario.sts
-    return inject(catalog, st.target, st.text if text is None else text, st.position, st.field)
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -153,8 +101,8 @@ class Study:
 
     def make(self, cfg, catalog, rng_seed: int):
         """A fresh recommender from the registry on ``catalog`` (no history: a new shopper)."""
-        from . import registry
-        from .scenario import plugin_params
+        from recworld.simulator import registry
+        from recworld.simulator.scenario import plugin_params
 
         cls = registry.load("recommenders", cfg.name)
         params = plugin_params(cls, cfg)
@@ -171,8 +119,8 @@ class Study:
         """The target's first-mention rank for one product order (1 = first, n + 1 = absent).
         The catalog itself is put in the trial's order, so the prompt lists the products in
         it and the tools break ties by it."""
-        from .catalog import Catalog
-        from .protocols import SlateRequest
+        from recworld.simulator.data.catalog import Catalog
+        from recworld.simulator.protocols import SlateRequest
 
         cat = Catalog(self.catalog_with(sts).items.iloc[order])
         target = int(np.flatnonzero(np.asarray(order) == self.target)[0])
@@ -278,8 +226,8 @@ def _post_mentions(posts: pd.DataFrame, item_id: int, name: str) -> int:
 
 def world_effect(with_dir: Path, without_dir: Path, target_name: str) -> dict:
     """The target's and the other items' exposure, consumption and social spread in two runs."""
-    from .metrics import impressions as impressions_of
-    from .run import load_run
+    from recworld.simulator.output.metrics import impressions as impressions_of
+    from recworld.simulator.run import load_run
 
     out = {}
     for arm, folder in (("with", with_dir), ("without", without_dir)):
@@ -328,11 +276,11 @@ def world_effect(with_dir: Path, without_dir: Path, target_name: str) -> dict:
 def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progress: bool = True) -> dict:
     """Run the scenario's STS study (search, protocol, in-world A/B); returns the results
     (also written to ``out/results.json`` with ``report.md`` and ``plots/``)."""
-    from .build import build_parts
-    from .llm import service_from_scenario
-    from .report import progress_bar
-    from .run import run_scenario
-    from .scenario import ScenarioError, load_scenario, validate_plugins
+    from recworld.simulator.build import build_parts
+    from recworld.simulator.llm.service import service_from_scenario
+    from recworld.simulator.output.progress import progress_bar
+    from recworld.simulator.run import run_scenario
+    from recworld.simulator.scenario import ScenarioError, load_scenario, validate_plugins
 
     scn = load_scenario(scenario, overrides)
     validate_plugins(scn, str(scenario) if isinstance(scenario, (str, Path)) else None)
@@ -345,7 +293,7 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
                                           "to search one")])
     out = Path(out)
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    from .datasets import load_products
+    from recworld.simulator.data.sources import load_products
 
     base = load_scenario(scn.model_dump(mode="json"), ["sts.inject=false"])
     parts = build_parts(base)

@@ -13,13 +13,13 @@ from typing import Iterator
 import numpy as np
 import simpy
 
-from .catalog import Catalog
-from .events import EventKind as K
-from .events import EventLog
-from .population import Population
-from .protocols import Brain, Feedback, Post, Recommender, Slate, SlateRequest, Think, UserState
-from .scenario import Scenario
-from .social import SocialGraph
+from recworld.simulator.data.catalog import Catalog
+from recworld.simulator.engine.events import EventKind as K
+from recworld.simulator.engine.events import EventLog
+from recworld.simulator.data.population import Population
+from recworld.simulator.protocols import Brain, Feedback, Post, Recommender, Slate, SlateRequest, Think, UserState
+from recworld.simulator.scenario import Scenario
+from recworld.simulator.data.social import SocialGraph
 
 READ_MINUTES = 0.25       # time to read one post
 
@@ -45,7 +45,7 @@ class World:
         self.owns_llm = False            # build_world started it: close() stops it
         self.batcher = None
         if llm is not None:
-            from .batching import LookaheadBatcher
+            from recworld.simulator.engine.batching import LookaheadBatcher
 
             self.batcher = LookaheadBatcher(self.env, llm, scenario.session.think_minutes,
                                             scenario.session.think_minutes * scenario.session.batch_window)
@@ -80,7 +80,7 @@ class World:
     def run(self, progress: bool = True) -> None:
         """Run to ``duration_days``; shows a progress bar over simulated time."""
         self.start()
-        from .report import progress_bar
+        from recworld.simulator.output.progress import progress_bar
 
         step = max(self.end / 200, 1.0)
         with progress_bar(total=round(self.end), unit="sim-min", desc=self.scenario.name, enabled=progress,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .catalog import Catalog
-from .population import Population
-from .protocols import UserState
+from recworld.simulator.data.catalog import Catalog
+from recworld.simulator.data.population import Population
+from recworld.simulator.protocols import UserState
 
 
 class Featurizer:

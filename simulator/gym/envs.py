@@ -25,9 +25,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .features import Featurizer, sample_candidates, slate_from_action
+from recworld.simulator.gym.features import Featurizer, sample_candidates, slate_from_action
 
-IDS = ("recworld/Session-v0", "recworld/World-v0")     # registered by ``import simulator``
+IDS = ("recworld/Session-v0", "recworld/World-v0")     # registered by ``import recworld``
 
 
 class _Base(gym.Env):
@@ -35,8 +35,8 @@ class _Base(gym.Env):
 
     def __init__(self, scenario=None, overrides: list[str] | None = None, flatten: bool = False,
                  render_mode: str | None = None):
-        from .build import build_parts, make_brain
-        from .scenario import Scenario, load_scenario, validate_plugins
+        from recworld.simulator.build import build_parts, make_brain
+        from recworld.simulator.scenario import Scenario, load_scenario, validate_plugins
 
         scn = load_scenario(scenario if scenario is not None else Scenario(), overrides)
         validate_plugins(scn)
@@ -93,7 +93,7 @@ class SessionEnv(_Base):
         self.think = self.scenario.session.think_minutes
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        from .protocols import UserState
+        from recworld.simulator.protocols import UserState
 
         super().reset(seed=seed)
         pop = self.parts.population
@@ -149,8 +149,8 @@ class WorldEnv(_Base):
         self._waiting = False     # True while the world has not yet answered that slate
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        from .events import NullLog
-        from .world import World
+        from recworld.simulator.engine.events import NullLog
+        from recworld.simulator.engine.world import World
 
         super().reset(seed=seed)
         p = self.parts
@@ -186,7 +186,7 @@ class WorldEnv(_Base):
     def step(self, action):
         if self.world is None:
             raise RuntimeError("call reset() before step()")
-        from .protocols import Slate
+        from recworld.simulator.protocols import Slate
 
         items = self.slate_items(action)
         _, pending = self.world.external.pop(0)

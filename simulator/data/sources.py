@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .catalog import Catalog
-from .population import Population, heavy_tailed_activity, normalised_entropy
+from recworld.simulator.data.catalog import Catalog
+from recworld.simulator.data.population import Population, heavy_tailed_activity, normalised_entropy
 
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
 
@@ -26,7 +26,7 @@ INTERACTION_COLUMNS = ("user_id", "item_id", "item", "rating", "timestamp")
 
 def bundled_movielens_path() -> Path:
     """Folder of the MovieLens sample shipped inside the package (ml-latest-small format)."""
-    return Path(str(resources.files("simulator") / "data" / "movielens_sample"))
+    return Path(str(resources.files("recworld.simulator.data") / "movielens_sample"))
 
 
 BUNDLED_PRODUCTS = ("coffee_machines", "books", "cameras")
@@ -37,7 +37,7 @@ def bundled_products_path(name: str) -> Path:
     catalogs of the STS studies; MIT, see ``data/products/LICENSE``)."""
     if name not in BUNDLED_PRODUCTS:
         raise ValueError(f"no bundled product catalog {name!r}; bundled: {', '.join(BUNDLED_PRODUCTS)}")
-    return Path(str(resources.files("simulator") / "data" / "products" / f"{name}.jsonl"))
+    return Path(str(resources.files("recworld.simulator.data") / "products" / f"{name}.jsonl"))
 
 
 def _find(folder: Path, stem: str, required: bool = True) -> Path | None:

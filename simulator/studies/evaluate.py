@@ -34,8 +34,8 @@ def evaluate_offline(path=None, recommenders=None, k: int = 10, max_users: int |
     """One row per recommender.  Recommenders that need an LLM are scored on a random sample
     of ``llm_users`` of the test users (``llm`` = a scenario ``llm`` section as a dict; default:
     the embedded model); ``params`` gives a recommender's parameters by name."""
-    from . import registry
-    from .datasets import bundled_movielens_path, load_movielens
+    from recworld.simulator import registry
+    from recworld.simulator.data.sources import bundled_movielens_path, load_movielens
 
     ml = load_movielens(path or bundled_movielens_path())
     catalog = ml.catalog
@@ -53,8 +53,8 @@ def evaluate_offline(path=None, recommenders=None, k: int = 10, max_users: int |
             kw, users_df = {}, test
             if getattr(cls, "needs_llm", False):
                 if service is None:
-                    from .llm import service_from_scenario
-                    from .scenario import LLMSection
+                    from recworld.simulator.llm.service import service_from_scenario
+                    from recworld.simulator.scenario import LLMSection
 
                     service = service_from_scenario(LLMSection.model_validate(llm or {}))
                 kw["llm"] = service
@@ -69,8 +69,8 @@ def evaluate_offline(path=None, recommenders=None, k: int = 10, max_users: int |
 
 
 def _score(name, rec, train, catalog, test, seen, k, discount, progress) -> dict:
-    from .protocols import SlateRequest
-    from .report import progress_bar
+    from recworld.simulator.protocols import SlateRequest
+    from recworld.simulator.output.progress import progress_bar
 
     t0 = time.perf_counter()
     rec.fit(train, catalog)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metrics import lorenz
+from recworld.simulator.output.metrics import lorenz
 
 METRIC_LABELS = {
     "users": "users", "active_users": "active users", "sessions": "sessions", "slates_shown": "slates shown",
@@ -115,13 +115,3 @@ def write_report(folder: Path, scenario, metrics: dict, ts: pd.DataFrame, shown_
     path = folder / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
-
-
-def progress_bar(iterable=None, *, enabled: bool = True, **kw):
-    """A tqdm bar (a notebook widget where one can be drawn), or a silent one.  Plain tqdm
-    when disabled: ``tqdm.auto`` warns in notebooks without ipywidgets even when hidden."""
-    if enabled:
-        from tqdm.auto import tqdm
-    else:
-        from tqdm import tqdm
-    return tqdm(iterable, disable=not enabled, **kw)

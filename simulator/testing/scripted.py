@@ -5,7 +5,7 @@ the simulator-efficiency benchmark, where the answers' content does not matter).
 import hashlib
 import json
 
-from .fakellm import Reply
+from recworld.simulator.testing.fakellm import Reply
 
 
 def _h(body: dict) -> int:

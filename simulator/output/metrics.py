@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .catalog import Catalog
+from recworld.simulator.data.catalog import Catalog
 
 
 def gini(x: np.ndarray) -> float:

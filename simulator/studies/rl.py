@@ -14,80 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-try:
-    import torch
-    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-except ImportError as e:  # pragma: no cover - exercised only without the extra
-    raise ImportError("RL training needs the 'rl' extra: pip install 'recworld[rl]'") from e
-
-ALGOS = ("ppo", "a2c")
-
-
-class CandidateScorer(BaseFeaturesExtractor):
-    """(B, C, F) candidates + (B, U) user + (B, H, G) history -> (B, C * d) per-candidate codes."""
-
-    def __init__(self, observation_space, hidden: int = 64, code: int = 4):
-        C, F = observation_space["candidates"].shape
-        U = observation_space["user"].shape[0]
-        G = observation_space["history"].shape[1]
-        super().__init__(observation_space, features_dim=C * code)
-        self.code = code
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(F + U + G, hidden), torch.nn.ReLU(),
-            torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
-            torch.nn.Linear(hidden, code),
-        )
-
-    def forward(self, obs):
-        cand, user, hist = obs["candidates"], obs["user"], obs["history"].mean(dim=1)
-        C = cand.shape[1]
-        ctx = torch.cat([user, hist], dim=-1).unsqueeze(1).expand(-1, C, -1)
-        return self.net(torch.cat([cand, ctx], dim=-1)).flatten(1)
-
-
-class _SlotScores(torch.nn.Module):
-    """Every slot's logits are the candidates' scores (channel 0 of each candidate's code)."""
-
-    def __init__(self, n_slots: int, code: int):
-        super().__init__()
-        self.n_slots, self.code = n_slots, code
-        self.temperature = torch.nn.Parameter(torch.ones(1))
-
-    def forward(self, latent):
-        scores = latent[:, 0:: self.code] * self.temperature
-        return scores.repeat(1, self.n_slots)
-
-
-def slate_policy_class():
-    """A MultiInputActorCriticPolicy whose action head shares one candidate scorer across slots."""
-    from stable_baselines3.common.policies import MultiInputActorCriticPolicy
-
-    class SlatePolicy(MultiInputActorCriticPolicy):
-        def _build(self, lr_schedule) -> None:
-            super()._build(lr_schedule)
-            n_slots = len(self.action_space.nvec)
-            self.action_net = _SlotScores(n_slots, self.features_extractor.code)
-            self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
-
-    return SlatePolicy
-
-
-def _algo(name: str):
-    from stable_baselines3 import A2C, PPO
-
-    if name not in ALGOS:
-        raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(ALGOS)}")
-    return {"ppo": PPO, "a2c": A2C}[name]
-
-
-def policy_kwargs() -> dict:
-    return {"features_extractor_class": CandidateScorer, "net_arch": {"pi": [], "vf": [64]}}
+from recworld.simulator.gym.policies import (ALGOS, CandidateScorer, _algo, load_policy,  # noqa: F401
+                                             policy_kwargs, slate_policy_class)
 
 
 def make_env(scenario, overrides=None, env_id: str = "recworld/Session-v0"):
     import gymnasium as gym
 
-    import simulator  # noqa: F401  (registers the environments)
+    import recworld  # noqa: F401  (registers the environments)
 
     return gym.make(env_id, scenario=scenario, overrides=overrides)
 
@@ -103,16 +37,6 @@ def train(scenario, algo: str = "ppo", steps: int = 30_000, seed: int = 0, overr
     model = cls(slate_policy_class(), venv, seed=seed, policy_kwargs=policy_kwargs(), verbose=0, device="cpu", **kw)
     model.learn(total_timesteps=steps, progress_bar=progress, callback=callback)
     return model
-
-
-def load_policy(path: str | Path):
-    """A saved model (``model.zip`` from ``recworld train``)."""
-    p = Path(path)
-    meta_path = p.parent / "policy.json"           # written beside model.zip by train_and_evaluate
-    algo = json.loads(meta_path.read_text())["algo"] if meta_path.exists() else "ppo"
-    if not p.exists():
-        raise FileNotFoundError(f"policy file {p} does not exist (train one with `recworld train`)")
-    return _algo(algo).load(p, device="cpu")
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -147,7 +71,7 @@ class RecommenderPolicy:
         self.rec.fit(e.parts.interactions, e.parts.catalog)
 
     def __call__(self, env, obs):
-        from .protocols import SlateRequest
+        from recworld.simulator.protocols import SlateRequest
 
         e = env.unwrapped
         req = SlateRequest(user=e.user.index, k=e.S, time=getattr(e, "clock", 0.0), user_id=e.user.user_id)
@@ -156,7 +80,7 @@ class RecommenderPolicy:
         return np.array([position[int(i)] for i in ranked], dtype=np.int64)
 
     def observe(self, env, action, info) -> None:
-        from .protocols import Feedback, Slate
+        from recworld.simulator.protocols import Feedback, Slate
 
         e = env.unwrapped
         clicked = np.asarray(info.get("clicked", []), dtype=np.int64)
@@ -170,7 +94,7 @@ def builtin_policy(name: str, env, seed: int = 0):
     """A registered recommender (or 'random') as a policy for ``env``."""
     if name == "random":
         return RandomPolicy(seed)
-    from . import registry
+    from recworld.simulator import registry
 
     cls = registry.load("recommenders", name)
     return RecommenderPolicy(cls(rng=np.random.default_rng(seed)), env)
@@ -220,7 +144,7 @@ def save_results(results: list[EvalResult], path: Path) -> None:
 def _curve_callback(total: int, progress: bool):
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from .report import progress_bar
+    from recworld.simulator.output.progress import progress_bar
 
     class Curve(BaseCallback):
         """Episode returns as training goes (for the learning curve) and a progress bar."""
@@ -259,8 +183,8 @@ def train_and_evaluate(scenario, out: str | Path, algo: str = "ppo", steps: int 
 
     import pandas as pd
 
-    from . import registry
-    from .scenario import load_scenario
+    from recworld.simulator import registry
+    from recworld.simulator.scenario import load_scenario
 
     log = logging.getLogger("recworld")
     scn = load_scenario(scenario, overrides)
