@@ -32,8 +32,8 @@ from recworld.agents.memory import Memory, MemoryParams
 from recworld.agents.parametric import ParametricBrain
 from recworld.simulator.data.catalog import Catalog
 from recworld.simulator.data.population import Population
-from recworld.simulator.protocols import (ActivityChoice, Consumption, Dialogue, PageChoice, Post, PostDraft,
-                                 PostReaction, Think, UserState)
+from recworld.simulator.protocols import (ActivityChoice, Brain, Consumption, Dialogue, PageChoice, Post,
+                                          PostDraft, PostReaction, Think, UserState)
 
 log = logging.getLogger("recworld.agents")
 
@@ -114,7 +114,7 @@ def _clock(now: float) -> tuple[int, str]:
     return day, f"{minute // 60:02d}:{minute % 60:02d}"
 
 
-class LLMBrain:
+class LLMBrain(Brain):
     name: ClassVar[str] = "llm"
     needs_llm: ClassVar[bool] = True
 
@@ -133,12 +133,12 @@ class LLMBrain:
 
     def __init__(self, params: "LLMBrain.Params | dict | None" = None, *, catalog: Catalog,
                  population: Population, rng: np.random.Generator | None = None, llm=None):
-        self.params = p = params if isinstance(params, self.Params) else self.Params.model_validate(params or {})
-        self.catalog, self.population, self.llm = catalog, population, llm
+        super().__init__(params, catalog=catalog, population=population, rng=rng, llm=llm)
+        p = self.params
         self.fallback = ParametricBrain(p.fallback, catalog=catalog, population=population, rng=rng)
         self.templates = load_templates(p.prompts)
-        self.decisions = 0          # LLM answers received (requests still open when the run ends are not counted)
-        self.fallbacks = 0          # of which fell back to the parametric brain
+        # self.decisions: LLM answers received (requests still open when the run ends are not counted);
+        # self.fallbacks: of which fell back to the parametric brain
         self._personas: dict[int, str] = {}
 
     # ------------------------------------------------------------------ building prompts
@@ -240,7 +240,7 @@ class LLMBrain:
                 return self.fallback.choose_activity(state, now)
             a: ActivityAnswer = r.parsed
             kind = a.activity
-            if kind == "post" and self.fallback._postable(state) is None:
+            if kind == "post" and self.fallback.postable_item(state) is None:
                 kind = "browse"
             return ActivityChoice(kind, (a.query.strip() or None) if kind == "search" else None)
         return Think([req], then)
@@ -333,14 +333,14 @@ class LLMBrain:
         return turn(0)
 
     def _topics(self, state: UserState) -> list[int]:
-        fav = [i for i, _ in self.fallback._favourites(state)]
+        fav = [i for i, _ in self.fallback.favourites(state)]
         return list(dict.fromkeys(fav + list(state.heard_of)))[:6]
 
     def _mentions(self, text: str, topics: list[int]) -> list[int]:
         low = text.lower()
         out = []
         for i in topics:
-            short = self.fallback._short_titles[i].lower()
+            short = self.fallback.short_titles[i].lower()
             if short and short in low:
                 out.append(i)
         return out

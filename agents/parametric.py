@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recworld.simulator.data.catalog import Catalog
 from recworld.simulator.data.population import Population
-from recworld.simulator.protocols import (ActivityChoice, Consumption, Dialogue, PageChoice, Post, PostDraft,
-                                 PostReaction, UserState)
+from recworld.simulator.protocols import (ActivityChoice, Brain, Consumption, Dialogue, PageChoice, Post,
+                                          PostDraft, PostReaction, UserState)
 
 FEELINGS = {1: "hated it", 2: "was disappointed", 3: "found it okay", 4: "enjoyed it", 5: "loved it"}
 _YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
@@ -47,8 +47,9 @@ class ActivityMix(BaseModel):
         return self
 
 
-class ParametricBrain:
+class ParametricBrain(Brain):
     name: ClassVar[str] = "parametric"
+    oracle: ClassVar[bool] = True          # it knows each user's true click probabilities
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -72,11 +73,9 @@ class ParametricBrain:
         activity: ActivityMix = Field(default_factory=ActivityMix)
 
     def __init__(self, params: "ParametricBrain.Params | dict | None" = None, *, catalog: Catalog,
-                 population: Population, rng: np.random.Generator | None = None):
-        p = params if isinstance(params, self.Params) else self.Params.model_validate(params or {})
-        self.params = p
-        self.catalog = catalog
-        self.population = population
+                 population: Population, rng: np.random.Generator | None = None, llm=None):
+        super().__init__(params, catalog=catalog, population=population, rng=rng, llm=llm)
+        p = self.params
         cal = population.calibration if p.calibrate else {}
         self.b_taste = p.taste_weight * cal.get("choice_taste", 1.0)
         self.b_pop = p.popularity_weight * cal.get("choice_popularity", 2.0)
@@ -95,7 +94,7 @@ class ParametricBrain:
         w = np.array([a.browse, a.search, a.chat, a.post, a.idle])
         self._mix_cdf = np.cumsum(w / w.sum())
         self._mix = ("browse", "search", "chat", "post", "idle")
-        self._short_titles = [_YEAR.sub("", t) for t in catalog.titles]
+        self.short_titles = [_YEAR.sub("", t) for t in catalog.titles]
         # hot-path constants: the item-only part of utility, each user's popularity weight,
         # the position penalty per slot
         self._item_base = self.b_quality * catalog.quality
@@ -178,7 +177,7 @@ class ParametricBrain:
 
     def choose_activity(self, state: UserState, now: float) -> ActivityChoice:
         kind = self._mix[_draw(self._mix_cdf, state.rng)]
-        if kind == "post" and self._postable(state) is None:
+        if kind == "post" and self.postable_item(state) is None:
             kind = "browse"
         if kind == "browse" and state.heard_of and state.rng.random() < 0.3:
             kind = "search"
@@ -188,7 +187,7 @@ class ParametricBrain:
         rng = state.rng
         if state.heard_of and rng.random() < 0.7:
             heard = list(state.heard_of)
-            return self._short_titles[heard[int(rng.integers(len(heard)))]]
+            return self.short_titles[heard[int(rng.integers(len(heard)))]]
         t = self.taste[state.index]
         p = np.exp(t - t.max())
         return self.catalog.genre_names[_draw(np.cumsum(p), rng)]
@@ -232,22 +231,22 @@ class ParametricBrain:
         return Consumption(minutes=float(self.catalog.duration[item]) * share, rating=rating,
                            feeling=FEELINGS[int(rating)])
 
-    def _liked(self, state: UserState) -> list[tuple[int, float]]:
+    def liked(self, state: UserState) -> list[tuple[int, float]]:
         """Items the user liked in this run, most recent first."""
         return [(i, r) for i, r in reversed(state.watched) if r >= 4]
 
-    def _favourites(self, state: UserState) -> list[tuple[int, float]]:
+    def favourites(self, state: UserState) -> list[tuple[int, float]]:
         """Liked items of this run, then the best-rated items from before the run."""
-        fav = self._liked(state)
+        fav = self.liked(state)
         items, ratings = self.population.history[state.index], self.population.history_ratings[state.index]
         if len(ratings):
             top = np.argsort(-ratings, kind="stable")[:5]
             fav += [(int(items[j]), float(ratings[j])) for j in top if ratings[j] >= 4]
         return fav
 
-    def _postable(self, state: UserState) -> int | None:
+    def postable_item(self, state: UserState) -> int | None:
         posted = state.extra.setdefault("posted", set())
-        for i, _ in self._liked(state):
+        for i, _ in self.liked(state):
             if i not in posted:
                 return i
         return None
@@ -256,7 +255,7 @@ class ParametricBrain:
         lines: list[tuple[int, str]] = []
         mentioned: dict[int, int] = {}
         speakers = (state, partner)
-        offers = [self._favourites(s) for s in speakers]
+        offers = [self.favourites(s) for s in speakers]
         for turn in range(self.params.chat_turns):
             s = speakers[turn % 2]
             liked = offers[turn % 2]
@@ -271,7 +270,7 @@ class ParametricBrain:
         return Dialogue(lines, mentioned)
 
     def write_post(self, state: UserState, now: float) -> PostDraft | None:
-        item = self._postable(state)
+        item = self.postable_item(state)
         if item is None:
             return None
         state.extra["posted"].add(item)

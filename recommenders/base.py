@@ -11,27 +11,25 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-from recworld.simulator.protocols import Feedback, Slate, SlateRequest
+from recworld.simulator.protocols import Feedback, NoParams, Recommender, Slate, SlateRequest
 
 CACHED_PAGES = 10
 
-
-class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+Params = NoParams      # subclasses extend it: ``class Params(Params): ...``
 
 
-class BaseRecommender:
+class BaseRecommender(Recommender):
     name: ClassVar[str] = "base"
     Params: ClassVar[type[BaseModel]] = Params
     #: True when the slate is a deterministic function of the request and the recommender's
     #: state: every slot then has propensity 1.  Stochastic policies override ``propensities``.
     deterministic: ClassVar[bool] = True
 
-    def __init__(self, params: BaseModel | dict | None = None, *, rng: np.random.Generator | None = None):
-        self.params = params if isinstance(params, self.Params) else self.Params.model_validate(params or {})
-        self.rng = rng if rng is not None else np.random.default_rng(0)
+    def __init__(self, params: BaseModel | dict | None = None, *, rng: np.random.Generator | None = None,
+                 llm=None):
+        super().__init__(params, rng=rng, llm=llm)
         self.catalog = None
         self._runs: dict[int, tuple[str | None, np.ndarray]] = {}
 

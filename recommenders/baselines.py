@@ -19,12 +19,15 @@ class RandomRecommender(BaseRecommender):
     name: ClassVar[str] = "random"
     deterministic: ClassVar[bool] = False
 
+    def fit(self, interactions, catalog) -> None:
+        super().fit(interactions, catalog)
+        self._drawn_from: dict[int, int] = {}
+
     def item_scores(self, request: SlateRequest, candidates: np.ndarray) -> np.ndarray:
         return self.rng.random(len(candidates))
 
     def _rank(self, request: SlateRequest) -> np.ndarray:
         ranked = super()._rank(request)
-        self._drawn_from = getattr(self, "_drawn_from", {})
         if request.page == 0:
             self._drawn_from[request.user] = len(ranked)  # N: the permutation later pages continue
         return ranked

@@ -30,8 +30,9 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from recworld.simulator.data.catalog import product_object
-from recworld.simulator.protocols import SlateRequest
+from recworld.simulator.protocols import Feedback, SlateRequest
 
+from .base import BaseRecommender
 from .personal import ContentBased
 
 log = logging.getLogger("recworld.recommenders")
@@ -90,8 +91,13 @@ class LLMStats:
                 "tool_calls_per_request": round(self.tool_calls / n, 3)}
 
 
-class LLMRanker(ContentBased):
-    """A numbered list from the LLM over retrieved candidates; rank by first mention."""
+class LLMRanker(BaseRecommender):
+    """A numbered list from the LLM over retrieved candidates; rank by first mention.
+
+    The candidates come from a retriever object (``self.retriever``, a ``content``
+    recommender whose parameters are this one's ``refit_minutes``, ``history`` and
+    ``max_features``): it keeps the users' histories, scores the catalog and learns from
+    feedback; the ranker only asks the LLM to order its top items."""
 
     name: ClassVar[str] = "llm_ranker"
     needs_llm: ClassVar[bool] = True
@@ -104,14 +110,33 @@ class LLMRanker(ContentBased):
         domain: str = Field("movie", min_length=1, max_length=40, description="what the items are, in the prompts")
 
     def __init__(self, params=None, *, rng=None, llm=None):
-        super().__init__(params, rng=rng)
-        self.llm = llm
+        super().__init__(params, rng=rng, llm=llm)
+        keys = ContentBased.Params.model_fields
+        self.retriever = ContentBased({k: v for k, v in self.params.model_dump().items() if k in keys}, rng=self.rng)
         self.llm_stats = LLMStats()
         #: the first-mention rank of every item the last ranking call showed (absent = N + 1)
         self.last_ranks: dict[int, int] = {}
 
     def stats(self) -> dict:
         return self.llm_stats.as_dict()
+
+    # --------------------------------------------------------------- retrieval (delegated)
+
+    def fit(self, interactions, catalog) -> None:
+        super().fit(interactions, catalog)
+        self.retriever.fit(interactions, catalog)
+
+    def update(self, feedback: Feedback) -> None:
+        self.retriever.update(feedback)
+
+    def item_scores(self, request: SlateRequest, candidates: np.ndarray) -> np.ndarray:
+        return self.retriever.item_scores(request, candidates)
+
+    def rank_items(self, items: np.ndarray, query: str, seed: int) -> np.ndarray:
+        """One LLM ranking of ``items`` for a new user asking ``query``: each item's
+        first-mention rank (1 = first, ``len(items) + 1`` = not named)."""
+        self.llm_rank(np.asarray(items), query, "a shopper", seed=seed)
+        return np.array([self.last_ranks.get(int(i), len(items) + 1) for i in items], dtype=np.int64)
 
     # --------------------------------------------------------------- prompts
 
@@ -134,7 +159,7 @@ class LLMRanker(ContentBased):
         return json.dumps(rec, ensure_ascii=False)
 
     def profile(self, request: SlateRequest) -> str:
-        hist = self.history(request)[-50:]
+        hist = self.retriever.history(request)[-50:]
         if not hist:
             return "a new user (no history)"
         g = self.catalog.genre_matrix[hist].sum(axis=0)
@@ -215,7 +240,7 @@ class ToolRec(LLMRanker):
     def _tool(self, request: SlateRequest, allowed: np.ndarray, attribute: str, value: str, k: int) -> np.ndarray:
         """Retrieval tools: the top ``k`` allowed items by an attribute."""
         c = self.catalog
-        pop = self._popular + c.popularity                 # in-world counts, then the catalog's prior
+        pop = self.retriever.popular + c.popularity                 # in-world counts, then the catalog's prior
         mask = allowed.copy()
         v = (value or "").strip().lower()
         if attribute == "genre":
@@ -232,7 +257,7 @@ class ToolRec(LLMRanker):
                 mask &= (c.year >= lo) & (c.year <= hi)
             score = pop
         elif attribute == "similar":
-            s = self.user_scores(request)
+            s = self.retriever.user_scores(request)
             score = s if s is not None else pop
         else:
             score = pop
@@ -250,7 +275,7 @@ class ToolRec(LLMRanker):
         d = self.params.domain
         ranked = self.run_loop(request, allowed, f"Find {d}s they will want next.",
                                f"which {d} should I pick next?", seed)
-        rest = super(LLMRanker, self)._rank(request)   # the content/popularity order for later pages
+        rest = BaseRecommender._rank(self, request)   # the retriever's order for later pages
         return np.concatenate([ranked, rest[~np.isin(rest, ranked)]])
 
     def system_prompt_text(self) -> str:
@@ -259,6 +284,13 @@ class ToolRec(LLMRanker):
         example = "funny" if p.domain == "movie" else "value for money"
         return TOOLREC_SYSTEM.format(domain=p.domain, group=p.group, Group=p.group.capitalize(), year=year,
                                      example=example, genres=", ".join(c.genre_names))
+
+    def rank_items(self, items: np.ndarray, query: str, seed: int) -> np.ndarray:
+        """The ReAct loop over the catalog for a new user asking ``query``, then the final
+        rerank: each of ``items``' first-mention rank in that final answer."""
+        n = len(self.catalog)
+        self.run_loop(SlateRequest(user=0, k=n), np.ones(n, dtype=bool), query, query, seed)
+        return np.array([self.last_ranks.get(int(i), len(items) + 1) for i in items], dtype=np.int64)
 
     def run_loop(self, request: SlateRequest, allowed: np.ndarray, task: str, final_request: str,
                  seed: int) -> np.ndarray:

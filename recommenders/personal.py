@@ -46,7 +46,7 @@ class PersonalRecommender(BaseRecommender):
 
     def refit(self) -> None:
         """(Re)build the model from ``self.histories``."""
-        self._popular = self.counts()
+        self.popular = self.counts()
 
     def user_scores(self, request: SlateRequest) -> np.ndarray | None:
         """Scores over the whole catalog for this user, or None if the model does not know them."""
@@ -59,7 +59,7 @@ class PersonalRecommender(BaseRecommender):
             self._fitted_at, self._new_since_fit = request.time, 0
         s = self.user_scores(request)
         if s is None:
-            s = self._popular
+            s = self.popular
         return s[candidates]
 
     def update(self, feedback: Feedback) -> None:

@@ -9,9 +9,11 @@ slate the policy picks.  The candidate count and slate size come from the policy
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 from pydantic import Field
 
 from recworld.simulator.gym.features import Featurizer, sample_candidates, slate_from_action
@@ -26,8 +28,8 @@ class PolicyRecommender(BaseRecommender):
     class Params(Params):
         path: str = Field(description="model.zip written by `recworld train`")
 
-    def __init__(self, params=None, *, rng=None):
-        super().__init__(params, rng=rng)
+    def __init__(self, params=None, *, rng=None, llm=None):
+        super().__init__(params, rng=rng, llm=llm)
         p = Path(self.params.path).expanduser()
         if not p.exists():
             raise FileNotFoundError(f"recommender.path: policy {p} does not exist (train one with `recworld train`)")
@@ -60,6 +62,11 @@ class PolicyRecommender(BaseRecommender):
         cand = sample_candidates(self.rng, len(self.catalog), exclude, self.C, first)
         action, _ = self.model.predict(self.featurizer.observe(st, cand), deterministic=True)
         return Slate(cand[slate_from_action(action, self.C)])     # random candidates: no propensities
+
+    def rank_candidates(self, request: SlateRequest, candidates: np.ndarray) -> np.ndarray:
+        """The policy's slate of ``S`` items drawn from the given candidates, in slot order."""
+        others = np.setdiff1d(np.arange(len(self.catalog)), candidates)
+        return self.recommend(replace(request, k=self.S, page=0, query=None, exclude=others)).items
 
     def item_scores(self, request, candidates):  # not a scoring model: it picks whole slates
         raise NotImplementedError("the policy recommender picks whole slates; it has no per-item scores")

@@ -76,22 +76,24 @@ def needs_llm(scenario: Scenario) -> bool:
     """Whether the scenario's recommender or any of its brains asks for the LLM service."""
     plugins = [("recommenders", scenario.recommender.name), ("brains", scenario.population.brain.name)]
     plugins += [("brains", g.brain.name) for g in scenario.population.groups]
-    return any(getattr(registry.load(kind, name), "needs_llm", False) for kind, name in plugins)
+    return any(registry.load(kind, name).needs_llm for kind, name in plugins)
 
 
-def _llm_kwargs(cls, llm) -> dict:
-    if not getattr(cls, "needs_llm", False):
-        return {}
+def _llm_for(cls, llm):
+    """The LLM service a plug-in is built with: the world's if it declares ``needs_llm``, else None."""
+    if not cls.needs_llm:
+        return None
     if llm is None:
-        raise RuntimeError(f"{cls.__name__} needs the LLM service; pass llm= (see simulator.llm.service_from_scenario)")
-    return {"llm": llm}
+        raise RuntimeError(f"{cls.__name__} needs the LLM service; pass llm= (see "
+                           "recworld.simulator.llm.service.service_from_scenario)")
+    return llm
 
 
 def make_recommender(scenario: Scenario, parts: Parts, llm=None):
     cfg = scenario.recommender
     cls = registry.load("recommenders", cfg.name)
     rec = cls(plugin_params(cls, cfg), rng=np.random.default_rng(seed_streams(scenario)["recommender"]),
-              **_llm_kwargs(cls, llm))
+              llm=_llm_for(cls, llm))
     rec.fit(parts.interactions, parts.catalog)
     return rec
 
@@ -102,7 +104,7 @@ def make_brain(scenario: Scenario, parts: Parts, cfg=None, llm=None, stream: int
     cls = registry.load("brains", cfg.name)
     seed = seed_streams(scenario)["brain"] if stream == 0 else seed_streams(scenario)["brain"].spawn(stream)[-1]
     return cls(plugin_params(cls, cfg), catalog=parts.catalog, population=parts.population,
-               rng=np.random.default_rng(seed), **_llm_kwargs(cls, llm))
+               rng=np.random.default_rng(seed), llm=_llm_for(cls, llm))
 
 
 def make_brains(scenario: Scenario, parts: Parts, llm=None):
@@ -147,6 +149,5 @@ def build_world(scenario: Scenario, out_dir: str | Path, parts: Parts | None = N
             owned.close()
         raise
     world.owns_llm = owned is not None
-    if hasattr(world.recommender, "attach"):     # recommenders that observe users' state (e.g. 'policy')
-        world.recommender.attach(world)
+    world.recommender.attach(world)              # recommenders that observe users' state (e.g. 'policy')
     return world

@@ -42,6 +42,10 @@ class UnknownPluginError(LookupError):
     pass
 
 
+class PluginContractError(TypeError):
+    """A plug-in that breaks the contract in ``recworld.simulator.protocols``."""
+
+
 def register(kind: str, name: str, target) -> None:
     """Make a class (or a 'module:attr' string) available under ``name`` in this process,
     e.g. a recommender defined in a notebook.  Packages should use entry points instead."""
@@ -70,13 +74,28 @@ def available(kind: str) -> dict[str, str]:
 def load(kind: str, name: str):
     """The class registered as ``name``; an unknown name raises with the list of known ones."""
     if name in _REGISTERED.get(kind, {}) and not isinstance(_REGISTERED[kind][name], str):
+        _check_base(kind, name, _REGISTERED[kind][name])
         return _REGISTERED[kind][name]
     known = available(kind)
     if name not in known:
         singular = kind[:-1]
         raise UnknownPluginError(f"unknown {singular} {name!r}; known {kind}: {', '.join(known)}")
     module, _, attr = known[name].partition(":")
-    obj = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
+    try:
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise UnknownPluginError(f"{kind[:-1]} {name!r} is registered as {known[name]!r}, which cannot be "
+                                 f"loaded: {type(e).__name__}: {e}") from None
+    _check_base(kind, name, obj)
     return obj
+
+
+def _check_base(kind: str, name: str, obj) -> None:
+    from recworld.simulator.protocols import BASES
+
+    base = BASES[kind]
+    if not (isinstance(obj, type) and issubclass(obj, base)):
+        raise PluginContractError(f"{kind[:-1]} {name!r} ({obj!r}) must be a subclass of "
+                                  f"recworld.{base.__name__}; see docs/plugins.md")

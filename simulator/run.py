@@ -96,13 +96,13 @@ def world_stats(world) -> dict:
         extra["llm"] = world.llm.metrics()
         if world.batcher is not None:
             extra["llm"]["batching"] = world.batcher.stats()
-        decisions = sum(getattr(b, "decisions", 0) for b in world.distinct_brains)
+        decisions = sum(b.decisions for b in world.distinct_brains)
         if decisions:
             extra["llm"]["brain_decisions"] = decisions
-            extra["llm"]["brain_fallbacks"] = sum(getattr(b, "fallbacks", 0) for b in world.distinct_brains)
-    stats = getattr(world.recommender, "stats", None)
-    if callable(stats):
-        extra["recommender_stats"] = stats()
+            extra["llm"]["brain_fallbacks"] = sum(b.fallbacks for b in world.distinct_brains)
+    stats = world.recommender.stats()
+    if stats:
+        extra["recommender_stats"] = stats
     return extra
 
 

@@ -58,7 +58,7 @@ class World:
             for i, s in enumerate(user_seeds.spawn(len(population)))
         ]
         self._activity = population.profiles["activity"].to_numpy(dtype=np.float64)
-        self.oracle = scenario.output.oracle and any(hasattr(b, "best_click_probability") for b in self.brains)
+        self.oracle = scenario.output.oracle and any(b.oracle for b in self.brains)
         self._slate_id = 0
         self._post_id = 0
         self._started = False
@@ -177,7 +177,7 @@ class World:
             extra = {}
             if slate.propensities is not None:
                 extra["propensities"] = np.asarray(slate.propensities, dtype=np.float64).tolist()
-            if self.oracle and len(items) and hasattr(brain, "best_click_probability"):
+            if self.oracle and len(items) and brain.oracle:
                 allowed = np.ones(len(self.catalog), dtype=bool)
                 allowed[request.exclude] = False
                 extra["p_click"] = brain.slate_click_probability(st, items)
@@ -228,7 +228,7 @@ class World:
 
     def _check_slate(self, slate: Slate) -> Slate:
         items = np.asarray(slate.items, dtype=np.int64)
-        name = getattr(self.recommender, "name", type(self.recommender).__name__)
+        name = self.recommender.name if self.recommender is not None else "env policy"
         if items.ndim != 1 or len(items) > self.k:
             raise ValueError(f"recommender {name!r} returned {items.shape} items for a slate of size {self.k}")
         if len(items) and (items.min() < 0 or items.max() >= len(self.catalog)):

@@ -32,6 +32,9 @@ IDS = ("recworld/Session-v0", "recworld/World-v0")     # registered by ``import 
 
 class _Base(gym.Env):
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    #: simulated minutes of the current step as a recommender acting as a policy sees them
+    #: (Session-v0 advances it through the session; World-v0 leaves it at 0)
+    clock: float = 0.0
 
     def __init__(self, scenario=None, overrides: list[str] | None = None, flatten: bool = False,
                  render_mode: str | None = None):

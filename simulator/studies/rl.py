@@ -42,7 +42,17 @@ def train(scenario, algo: str = "ppo", steps: int = 30_000, seed: int = 0, overr
 # ----------------------------------------------------------------------------- evaluation
 
 
-class ModelPolicy:
+class EnvPolicy:
+    """A policy in the evaluation loop: ``policy(env, obs) -> action``, then ``observe``."""
+
+    def __call__(self, env, obs):
+        raise NotImplementedError
+
+    def observe(self, env, action, info) -> None:
+        """What the user did with the slate (policies that learn online override it)."""
+
+
+class ModelPolicy(EnvPolicy):
     """A trained model acting greedily (deterministic)."""
 
     def __init__(self, model):
@@ -52,7 +62,7 @@ class ModelPolicy:
         return self.model.predict(obs, deterministic=True)[0]
 
 
-class RandomPolicy:
+class RandomPolicy(EnvPolicy):
     def __init__(self, seed: int = 0):
         self.rng = np.random.default_rng(seed)
 
@@ -61,7 +71,7 @@ class RandomPolicy:
         return self.rng.permutation(e.C)[: e.S]
 
 
-class RecommenderPolicy:
+class RecommenderPolicy(EnvPolicy):
     """Any recommender acting in the env: it ranks the offered candidates for the user, fills
     the slate best first, and learns online from the user's responses (``update``)."""
 
@@ -74,7 +84,7 @@ class RecommenderPolicy:
         from recworld.simulator.protocols import SlateRequest
 
         e = env.unwrapped
-        req = SlateRequest(user=e.user.index, k=e.S, time=getattr(e, "clock", 0.0), user_id=e.user.user_id)
+        req = SlateRequest(user=e.user.index, k=e.S, time=e.clock, user_id=e.user.user_id)
         ranked = self.rec.rank_candidates(req, e.candidates)[: e.S]
         position = {int(item): j for j, item in enumerate(e.candidates.tolist())}
         return np.array([position[int(i)] for i in ranked], dtype=np.int64)
@@ -86,7 +96,7 @@ class RecommenderPolicy:
         clicked = np.asarray(info.get("clicked", []), dtype=np.int64)
         self.rec.update(Feedback(user=e.user.index, slate=Slate(np.asarray(info["slate"], dtype=np.int64)),
                                  clicked=clicked, ratings=np.full(len(clicked), np.nan),
-                                 watch_minutes=np.zeros(len(clicked)), time=getattr(e, "clock", 0.0),
+                                 watch_minutes=np.zeros(len(clicked)), time=e.clock,
                                  user_id=e.user.user_id))
 
 
@@ -121,12 +131,11 @@ def evaluate(policy_factory, scenario, seeds, episodes: int = 50, overrides=None
         for k in range(episodes):
             obs, _ = env.reset(seed=int(seed) * 100_000 + k)
             done = False
-            learn = getattr(policy, "observe", None)
             while not done:
                 action = policy(env, obs)
                 obs, r, term, trunc, info = env.step(action)
-                if learn is not None:
-                    learn(env, action, info)
+                if isinstance(policy, EnvPolicy):
+                    policy.observe(env, action, info)
                 total += r
                 done = term or trunc
         per_seed.append(total / episodes)

@@ -104,7 +104,12 @@ class Study:
         from recworld.simulator import registry
         from recworld.simulator.scenario import plugin_params
 
+        from recworld.simulator.protocols import ItemTextRanker
+
         cls = registry.load("recommenders", cfg.name)
+        if not issubclass(cls, ItemTextRanker):
+            raise ValueError(f"sts.recommenders: {cfg.name!r} does not rank items by their text (it has no "
+                             "rank_items); the STS protocol needs an LLM recommender such as llm_ranker or toolrec")
         params = plugin_params(cls, cfg)
         updates = {k: v for k, v in (("domain", self.domain), ("group", "use")) if k in type(params).model_fields
                    and k not in cfg.params}
@@ -120,17 +125,13 @@ class Study:
         The catalog itself is put in the trial's order, so the prompt lists the products in
         it and the tools break ties by it."""
         from recworld.simulator.data.catalog import Catalog
-        from recworld.simulator.protocols import SlateRequest
 
         cat = Catalog(self.catalog_with(sts).items.iloc[order])
         target = int(np.flatnonzero(np.asarray(order) == self.target)[0])
         rec = self.make(cfg, cat, seed)
-        if hasattr(rec, "run_loop"):               # toolrec: the ReAct loop, then the final rerank
-            rec.run_loop(SlateRequest(user=0, k=self.n), np.ones(self.n, dtype=bool), self.query, self.query, seed)
-        else:
-            rec.llm_rank(np.arange(self.n), self.query, "a shopper", seed=seed)
-        self.calls += rec.llm_stats.llm_calls
-        return int(rec.last_ranks.get(target, self.n + 1))
+        ranks = rec.rank_items(np.arange(self.n), self.query, seed)
+        self.calls += int(rec.stats().get("llm_calls", 0))
+        return int(ranks[target])
 
     def trials(self, cfg, sts: str, n: int, seed: int, progress=None) -> dict:
         """The protocol: ``n`` random orders, each with and without the STS (paired)."""
