@@ -22,8 +22,10 @@ import simpy
 
 
 class LookaheadBatcher:
-    def __init__(self, env: simpy.Environment, service, think: float, window: float | None = None):
+    def __init__(self, env: simpy.Environment, service, think: float, window: float | None = None,
+                 on_wait=None):
         self.env = env
+        self.on_wait = on_wait                    # called before the world blocks on an answer
         self.service = service
         self.think = float(think)
         self.window = self.think if window is None else min(float(window), self.think)
@@ -35,7 +37,8 @@ class LookaheadBatcher:
         self.waited_s = 0.0                       # wall time the simulation spent waiting for answers
         self._bg = None                           # the service's background loop, once used
         self._sem: asyncio.Semaphore | None = None
-        self._futures: list = []
+        self._futures: list = []                  # (future, number of requests) of batches in flight
+        self.cancelled = 0                        # requests still in flight when an interrupted run closed
 
     # ------------------------------------------------------------------ the background loop
 
@@ -48,12 +51,19 @@ class LookaheadBatcher:
             return asyncio.Semaphore(self.service.config.max_concurrency)
         self._sem = self._bg.run(make_sem())
 
-    def close(self) -> None:
-        """Let batches still in flight finish (their answers are logged and cached)."""
-        for f in self._futures:
+    def close(self, cancel: bool = False) -> None:
+        """Let batches still in flight finish (their answers are logged and cached), or with
+        ``cancel`` (an interrupted run) cancel them at once and count their requests."""
+        import concurrent.futures
+
+        cfg = self.service.config
+        for f, n in self._futures:
+            if cancel and not f.done():
+                f.cancel()
+                self.cancelled += n
             try:
-                f.result(timeout=self.service.config.timeout_s * (self.service.config.retries + 2))
-            except Exception:  # noqa: BLE001 - the run is over; the service logged what failed
+                f.result(timeout=5.0 if cancel else cfg.timeout_s * (cfg.retries + 2))
+            except (Exception, concurrent.futures.CancelledError):  # noqa: BLE001 - the service logged failures
                 pass
         self._futures.clear()
         self._bg = None
@@ -81,7 +91,7 @@ class LookaheadBatcher:
         self.max_batch = max(self.max_batch, len(flat))
         self._ensure_loop()
         future = self._bg.submit(self._run(flat))
-        self._futures = [f for f in self._futures if not f.done()] + [future]
+        self._futures = [(f, n) for f, n in self._futures if not f.done()] + [(future, len(flat))]
         i = 0
         for t, reqs, ev in batch:
             lo, i = i, i + len(reqs)
@@ -93,6 +103,8 @@ class LookaheadBatcher:
         if not future.done():
             import time
 
+            if self.on_wait is not None:
+                self.on_wait()
             t0 = time.perf_counter()
             out = future.result()
             self.waited_s += time.perf_counter() - t0
@@ -102,4 +114,4 @@ class LookaheadBatcher:
     def stats(self) -> dict[str, Any]:
         return {"batches": self.batches, "requests": self.requests, "max_batch": self.max_batch,
                 "mean_batch": round(self.requests / self.batches, 2) if self.batches else 0.0,
-                "window_minutes": self.window, "wait_seconds": round(self.waited_s, 3)}
+                "window_minutes": self.window, "wait_seconds": round(self.waited_s, 3), "cancelled": self.cancelled}

@@ -2,13 +2,15 @@
 
 All events share one flat schema (``EVENT_SCHEMA``); fields that do not apply to a kind are
 null.  The log is written in parts (``events.parts/part-NNNNN.parquet``, each a complete
-Parquet file) every ``flush_every`` events, and merged into ``events.parquet`` when the run
-ends.  A run that dies before the merge keeps every flushed part, and ``load_run`` reads them.
+Parquet file) every ``flush_every`` events or every ``flush_seconds`` of wall time, whichever
+comes first, and merged into ``events.parquet`` when the run ends.  A run that dies before the
+merge (even by ``kill -9``) keeps every flushed part, and ``load_run`` reads them.
 """
 
 from __future__ import annotations
 
 import shutil
+import time as _time
 from enum import Enum
 from pathlib import Path
 
@@ -60,11 +62,16 @@ class EventLog:
     call ``close``) so the parts are merged even when the run raises.
     """
 
-    def __init__(self, folder: str | Path, flush_every: int = 50_000):
+    #: how often (in events) the wall clock is looked at for ``flush_seconds``
+    CLOCK_EVERY = 256
+
+    def __init__(self, folder: str | Path, flush_every: int = 50_000, flush_seconds: float | None = 10.0):
         self.folder = Path(folder)
         self.parts_dir = self.folder / "events.parts"
         self.path = self.folder / "events.parquet"
         self.flush_every = int(flush_every)
+        self.flush_seconds = flush_seconds
+        self._last_flush = _time.monotonic()
         self._cols: dict[str, list] = {f: [] for f in FIELDS}
         self._n_parts = 0
         self.count = 0
@@ -84,10 +91,18 @@ class EventLog:
             raise TypeError(f"unknown event fields {sorted(fields)}; known: {list(FIELDS)}")
         self.count += 1
         self.counts[kind] = self.counts.get(kind, 0) + 1
-        if len(cols["time"]) >= self.flush_every:
+        n = len(cols["time"])
+        if n >= self.flush_every or (self.flush_seconds is not None and n % self.CLOCK_EVERY == 0
+                                     and _time.monotonic() - self._last_flush >= self.flush_seconds):
+            self.flush()
+
+    def flush_if_due(self) -> None:
+        """Flush if ``flush_seconds`` have passed (the world calls it while it waits for answers)."""
+        if self.flush_seconds is not None and _time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
     def flush(self) -> None:
+        self._last_flush = _time.monotonic()
         if not self._cols["time"]:
             return
         table = pa.table(self._cols, schema=EVENT_SCHEMA)
@@ -135,6 +150,9 @@ class NullLog:
     def close(self) -> None:
         pass
 
+    def flush_if_due(self) -> None:
+        pass
+
 
 def _to_pandas(table: pa.Table):
     """Nullable integer columns stay integers (pandas ``Int64``), not floats with NaN."""
@@ -152,5 +170,7 @@ def read_events(folder: str | Path):
         return _to_pandas(pq.read_table(path))
     parts = sorted((folder / "events.parts").glob("part-*.parquet"))
     if not parts:
+        if (folder / "events.parts").is_dir() or (folder / "scenario.yaml").exists():
+            return _to_pandas(EVENT_SCHEMA.empty_table())     # a run that wrote no events yet
         raise FileNotFoundError(f"{folder} has no events.parquet and no events.parts/: is it a RecWorld run folder?")
     return _to_pandas(pa.concat_tables([pq.read_table(p, schema=EVENT_SCHEMA) for p in parts]))

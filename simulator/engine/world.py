@@ -48,7 +48,8 @@ class World:
             from recworld.simulator.engine.batching import LookaheadBatcher
 
             self.batcher = LookaheadBatcher(self.env, llm, scenario.session.think_minutes,
-                                            scenario.session.think_minutes * scenario.session.batch_window)
+                                            scenario.session.think_minutes * scenario.session.batch_window,
+                                            on_wait=log.flush_if_due)
         self.end = scenario.duration_days * 1440.0
         cfg = scenario.session
         self.k, self.max_pages, self.think = cfg.page_size, cfg.max_pages, cfg.think_minutes
@@ -109,11 +110,12 @@ class World:
             decision = decision.then(results)
         return decision
 
-    def close(self) -> None:
-        """Flush the event log and stop the LLM service (and an embedded server) if any."""
+    def close(self, cancel: bool = False) -> None:
+        """Flush the event log and stop the LLM service (and an embedded server) if any;
+        ``cancel`` (an interrupted run) cancels LLM requests still in flight instead of waiting."""
         self.log.close()
         if self.batcher is not None:
-            self.batcher.close()
+            self.batcher.close(cancel=cancel)
         if self.llm is not None and self.owns_llm:
             self.llm.close()
 
