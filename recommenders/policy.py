@@ -26,7 +26,10 @@ class PolicyRecommender(BaseRecommender):
     name: ClassVar[str] = "policy"
 
     class Params(Params):
-        path: str = Field(description="model.zip written by `recworld train`")
+        path: str = Field(description="model.zip (or its folder) written by `recworld train`")
+        trust_pickle: bool = Field(False, description=(
+            "load SB3's model.zip itself, unpickling its Python objects (they can run code): only for files you "
+            "made yourself; by default the weights-only policy.pt beside it is loaded"))
 
     def __init__(self, params=None, *, rng=None, llm=None):
         super().__init__(params, rng=rng, llm=llm)
@@ -41,7 +44,7 @@ class PolicyRecommender(BaseRecommender):
         self.H = int(env.get("history", 5))
         from recworld.simulator.gym.policies import load_policy
 
-        self.model = load_policy(p)
+        self.model = load_policy(p, trust_pickle=self.params.trust_pickle)
         self.featurizer = None
         self.states = None
 

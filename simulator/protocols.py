@@ -198,7 +198,7 @@ class Consumption:
 
 @dataclass
 class Dialogue:
-    lines: list[tuple[int, str]]   # (speaker user index, utterance)
+    lines: list[tuple[int, str]]   # (speaker's user_id, utterance)
     mentioned: dict[int, int]      # item -> user index who mentioned it
 
     @property
@@ -235,7 +235,8 @@ class Brain:
     Construction: ``cls(params, catalog=..., population=..., rng=..., llm=...)`` with
     ``params`` a ``cls.Params`` and ``llm`` the world's LLM service when ``needs_llm`` is
     true, else None.  All randomness of a decision comes from ``state.rng``.  Any decision
-    may instead be returned as a ``Think`` (LLM requests the world resolves, see above).
+    except ``consume`` may instead be returned as a ``Think`` (LLM requests the world
+    resolves, see above).
     """
 
     name: ClassVar[str] = "brain"

@@ -70,16 +70,15 @@ def test_llm_plugin_without_an_llm_is_named(fake_llm):
 
 def test_policy_recommender_passes(tmp_path):
     pytest.importorskip("stable_baselines3")
-    import json
-
     from recworld.simulator.studies.rl import train
 
     scenario = {"data": {"source": "synthetic", "n_items": 60, "n_genres": 4},
                 "population": {"size": 20}, "env": {"candidates": 8, "slate_size": 4}}
+    from recworld.simulator.gym.policies import save_policy
+
     model = train(scenario, steps=256, n_envs=1)
     model.save(tmp_path / "model.zip")
-    (tmp_path / "policy.json").write_text(json.dumps({"algo": "ppo", "env": {"candidates": 8, "slate_size": 4,
-                                                                             "history": 5}}))
+    save_policy(model, tmp_path, {"algo": "ppo", "env": {"candidates": 8, "slate_size": 4, "history": 5}})
     report = check_recommender(registry.load("recommenders", "policy"), params={"path": str(tmp_path / "model.zip")})
     assert report["events"] > 0
 

@@ -4,7 +4,7 @@ import sys
 
 def test_import_simulator_loads_no_heavy_modules():
     # gymnasium (and numpy under it) is imported to register the environments; nothing heavier
-    code = ("import sys, simulator; heavy = [m for m in ('pandas', 'simpy', 'pyarrow', 'matplotlib', 'pydantic', "
+    code = ("import sys, recworld.simulator; heavy = [m for m in ('pandas', 'simpy', 'pyarrow', 'matplotlib', 'pydantic', "
             "'networkx', 'litellm', 'openai', 'torch', 'stable_baselines3') if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"import recworld.simulator pulled in heavy modules: {out}"

@@ -78,4 +78,59 @@ def test_load_policy_uses_the_algorithm_recorded_beside_the_model(tmp_path):
     model = train(str(RL), algo="a2c", steps=64, n_envs=1, overrides=["population.size=30", "data.n_items=100"])
     model.save(tmp_path / "model.zip")
     (tmp_path / "policy.json").write_text(json.dumps({"algo": "a2c"}))
-    assert isinstance(load_policy(tmp_path / "model.zip"), A2C)
+    assert isinstance(load_policy(tmp_path / "model.zip", trust_pickle=True), A2C)
+
+
+def _crafted_zip(path: Path, marker: Path) -> None:
+    """An SB3-style model.zip whose pickled 'data' entry creates ``marker`` when unpickled."""
+    import base64
+    import pickle
+    import zipfile
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    blob = base64.b64encode(pickle.dumps(Payload())).decode()
+    data = {"policy_class": {":type:": "<class 'abc.ABCMeta'>", ":serialized:": blob},
+            "observation_space": {":type:": "<class 'x'>", ":serialized:": blob}}
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("data", json.dumps(data))
+        z.writestr("_stable_baselines3_version", "2.9.2")
+
+
+def test_a_crafted_policy_zip_runs_no_code(tmp_path):
+    """Loading a policy never unpickles model.zip unless asked to: nothing in the zip runs."""
+    from recworld.simulator.gym.policies import PolicyLoadError
+
+    marker = tmp_path / "pwned"
+    _crafted_zip(tmp_path / "model.zip", marker)
+    (tmp_path / "policy.json").write_text(json.dumps({"algo": "ppo", "env": {"candidates": 20, "slate_size": 5}}))
+    out = tmp_path / "run"
+    with pytest.raises(PolicyLoadError, match="trust_pickle"):
+        run_scenario(RL, out, progress=False, overrides=[
+            "recommender.name=policy", f"recommender.path={tmp_path / 'model.zip'}", "session.page_size=5"])
+    assert not marker.exists()
+    assert main(["run", str(RL), "--out", str(tmp_path / "cli"), "--no-progress", "--set", "recommender.name=policy",
+                 "--set", f"recommender.path={tmp_path / 'model.zip'}", "--set", "session.page_size=5"]) != 0
+    assert not marker.exists()
+
+
+def test_saved_weights_load_without_unpickling_and_act_as_the_model(tmp_path):
+    import gymnasium as gym
+    import numpy as np
+
+    from recworld.simulator.gym.policies import SafePolicy, load_policy, save_policy
+    from recworld.simulator.studies.rl import train
+
+    overrides = ["population.size=30", "data.n_items=100"]
+    model = train(str(RL), steps=256, n_envs=1, overrides=overrides)
+    save_policy(model, tmp_path, {"algo": "ppo"})
+    marker = tmp_path / "pwned"
+    _crafted_zip(tmp_path / "model.zip", marker)         # a poisoned zip beside safe weights is never read
+    safe = load_policy(tmp_path / "model.zip")
+    assert isinstance(safe, SafePolicy) and not marker.exists()
+    env = gym.make("recworld/Session-v0", scenario=str(RL), overrides=overrides)
+    for seed in range(5):
+        obs, _ = env.reset(seed=seed)
+        assert np.array_equal(safe.predict(obs)[0], model.predict(obs, deterministic=True)[0])

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 try:
     import torch
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
@@ -82,11 +84,84 @@ def policy_kwargs() -> dict:
     return {"features_extractor_class": CandidateScorer, "net_arch": {"pi": [], "vf": [64]}}
 
 
-def load_policy(path: str | Path):
-    """A saved model (``model.zip`` from ``recworld train``)."""
-    p = Path(path)
-    meta_path = p.parent / "policy.json"           # written beside model.zip by train_and_evaluate
-    algo = json.loads(meta_path.read_text())["algo"] if meta_path.exists() else "ppo"
+class PolicyLoadError(ValueError):
+    """A saved policy that cannot be loaded safely (or at all)."""
+
+
+WEIGHTS = "policy.pt"          # the policy network's weights (a plain tensor dict)
+SPEC = "policy.json"           # what was trained, and the spaces to rebuild the network
+
+
+def space_spec(space) -> dict:
+    """A JSON description of the env's Dict-of-Box observation space (enough to rebuild it)."""
+    out = {}
+    for key, box in space.spaces.items():
+        low, high = np.asarray(box.low), np.asarray(box.high)
+        out[key] = {"shape": list(box.shape), "dtype": str(box.dtype), "low": float(low.min()),
+                    "high": float(high.max())}
+    return out
+
+
+def space_from_spec(spec: dict):
+    from gymnasium import spaces
+
+    return spaces.Dict({k: spaces.Box(low=v["low"], high=v["high"], shape=tuple(v["shape"]), dtype=np.dtype(v["dtype"]))
+                        for k, v in spec.items()})
+
+
+def save_policy(model, folder: str | Path, meta: dict) -> None:
+    """Save ``model``'s policy the safe way: ``policy.pt`` holds only tensors, ``policy.json``
+    the algorithm, the env settings and the spaces.  (``model.zip``, SB3's own format, is
+    saved beside it by the caller for SB3 users; loading it unpickles Python objects.)"""
+    folder = Path(folder)
+    torch.save(model.policy.state_dict(), folder / WEIGHTS)
+    spec = dict(meta, weights=WEIGHTS, observation_space=space_spec(model.observation_space),
+                action_nvec=[int(n) for n in model.action_space.nvec])
+    (folder / SPEC).write_text(json.dumps(spec, indent=2))
+
+
+class SafePolicy:
+    """A slate policy rebuilt from ``policy.pt`` + ``policy.json``: ``predict`` as SB3's."""
+
+    def __init__(self, policy, algo: str):
+        self.policy, self.algo = policy, algo
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        return self.policy.predict(observation, state, episode_start, deterministic)
+
+
+def load_policy(path: str | Path, trust_pickle: bool = False):
+    """A policy saved by ``recworld train``.
+
+    By default only ``policy.pt`` (tensors, read with ``torch.load(weights_only=True)``) and
+    ``policy.json`` are read: no Python object from the file is unpickled, so a crafted file
+    cannot run code.  ``trust_pickle=True`` loads SB3's ``model.zip`` instead (its pickled
+    parts can run code: only for files you made yourself), returning the SB3 model.
+    ``path`` is the ``model.zip`` or ``policy.pt`` file, or their folder."""
+    p = Path(path).expanduser()
+    folder = p if p.is_dir() else p.parent
     if not p.exists():
         raise FileNotFoundError(f"policy file {p} does not exist (train one with `recworld train`)")
-    return _algo(algo).load(p, device="cpu")
+    spec_path = folder / SPEC
+    spec = json.loads(spec_path.read_text()) if spec_path.exists() else {}
+    algo = spec.get("algo", "ppo")
+    if trust_pickle:
+        return _algo(algo).load(p if p.suffix == ".zip" else folder / "model.zip", device="cpu")
+    weights = folder / spec.get("weights", WEIGHTS)
+    if not weights.exists() or "observation_space" not in spec:
+        raise PolicyLoadError(
+            f"{folder} has no {WEIGHTS} with its {SPEC} (weights plus a JSON spec, written by `recworld train`). "
+            "Loading SB3's model.zip unpickles Python objects, which can run code hidden in the file; set "
+            "trust_pickle: true (recommender.trust_pickle) only for a file you made yourself, or retrain")
+    from gymnasium import spaces
+
+    obs_space = space_from_spec(spec["observation_space"])
+    policy = slate_policy_class()(obs_space, spaces.MultiDiscrete(spec["action_nvec"]), lambda _: 0.0,
+                                  **policy_kwargs())
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        policy.load_state_dict(state)
+    except Exception as e:  # noqa: BLE001 - any unreadable or mismatched file
+        raise PolicyLoadError(f"{weights} is not a policy this spec describes: {type(e).__name__}: {e}") from None
+    policy.set_training_mode(False)
+    return SafePolicy(policy, algo)

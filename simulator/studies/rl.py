@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from recworld.simulator.gym.policies import (ALGOS, CandidateScorer, _algo, load_policy,  # noqa: F401
-                                             policy_kwargs, slate_policy_class)
+                                             policy_kwargs, save_policy, slate_policy_class)
 
 
 def make_env(scenario, overrides=None, env_id: str = "recworld/Session-v0"):
@@ -202,9 +202,9 @@ def train_and_evaluate(scenario, out: str | Path, algo: str = "ppo", steps: int 
     (out / "scenario.yaml").write_text(scn.to_yaml())
     curve = _curve_callback(steps, progress)
     model = train(scn, algo=algo, steps=steps, seed=seed, callback=curve)
-    model.save(out / "model.zip")
+    model.save(out / "model.zip")             # SB3's format (pickled parts: load only your own)
     meta = {"algo": algo, "steps": steps, "seed": seed, "scenario": scn.name, "env": scn.env.model_dump()}
-    (out / "policy.json").write_text(json.dumps(meta, indent=2))
+    save_policy(model, out, meta)             # policy.pt + policy.json: what `policy` loads, no unpickling
     curve_df = pd.DataFrame(curve.rows, columns=["timestep", "episode_return"])
     curve_df.to_csv(out / "learning_curve.csv", index=False)
 
