@@ -136,7 +136,6 @@ class SessionConfig(Strict):
     page_size: int = Field(10, ge=1, le=200, description="items per recommendation page")
     max_pages: int = Field(5, ge=1, le=1000)
     think_minutes: float = Field(1.0, ge=0, le=120, description="simulated time a decision takes")
-    chat_turns: int = Field(4, ge=2, le=40)
     batch_window: float = Field(0.1, gt=0, le=1, description=(
         "LLM lookahead window as a share of think_minutes; below 1, several windows are in flight at once"))
 
@@ -156,40 +155,8 @@ class EnvConfig(Strict):
         return self
 
 
-class LLMSection(Strict):
-    """The one LLM service of a world (used by LLM brains and LLM recommenders).
-
-    ``model: embedded`` starts the packaged local model on a loopback llama.cpp server
-    (``pip install "recworld[local]"``; offline, no key). Any other value is a litellm model
-    name, e.g. ``gpt-4o-mini`` (key from ``api_key_env``) or ``openai/NAME`` with ``api_base``.
-    """
-    model: str = Field("embedded", min_length=1, description="'embedded' or a litellm model name")
-    embedded_model: str = Field("gemma-3-270m", description="the packaged model the embedded server loads")
-
-    @field_validator("embedded_model")
-    @classmethod
-    def _known_model(cls, v: str) -> str:
-        from recworld.simulator.llm.embedded import MODELS          # stdlib only: cheap
-
-        if v not in MODELS:
-            raise ValueError(f"unknown embedded model; known: {', '.join(MODELS)}")
-        return v
-    server_slots: int = Field(4, ge=1, le=64, description="embedded server: requests decoded together")
-    server_threads: int = Field(2, ge=1, le=256, description="embedded server: CPU threads")
-    api_base: str | None = None
-    api_key_env: str | None = Field(None, description="environment variable holding the API key (never logged)")
-    temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(160, ge=1, le=32_768)
-    timeout_s: float = Field(120.0, gt=0, le=3600)
-    max_concurrency: int = Field(8, ge=1, le=1024, description="requests in flight at once")
-    retries: int = Field(3, ge=0, le=20)
-    backoff_s: float = Field(0.5, ge=0, le=60)
-    cache: bool = True
-    cache_path: str | None = Field(None, description="SQLite response cache (default ~/.cache/recworld/llm_cache.sqlite)")
-    constrain: Literal["auto", "json_schema", "llguidance", "none"] = Field("auto", description=(
-        "auto = llguidance grammar on the embedded server, the OpenAI json_schema response format elsewhere"))
-    input_cost_per_token: float | None = Field(None, ge=0)
-    output_cost_per_token: float | None = Field(None, ge=0)
+# The one LLM settings model (shared with the LLM service); kept importable as LLMSection.
+from recworld.simulator.llm.settings import LLMSettings as LLMSection  # noqa: E402
 
 
 class OutputConfig(Strict):

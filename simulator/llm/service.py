@@ -11,7 +11,15 @@
 - Accounting per call (tokens, latency, cost via ``litellm.completion_cost``, with prices
   given in the config for local models) and one JSON record per call in ``llm_calls.jsonl``.
 - API keys are read from the environment variable the config names and never written:
-  error texts are scrubbed of the key before they are logged or returned.
+  error texts, prompts and answers are scrubbed of the key before they are logged or returned.
+- Only answers that validate (against the request's schema, if any) are cached; the cache
+  runs in WAL mode with a busy timeout and retries, and a write that still fails is logged,
+  never fatal.
+- A circuit breaker: after ``breaker_failures`` consecutive failed calls, requests fall back
+  at once for ``breaker_cooldown_s``, then one probe call is let through.  ``preflight()``
+  makes one tiny call and raises ``LLMUnavailableError`` when the endpoint cannot answer.
+
+The settings are ``LLMSettings`` (``settings.py``), the same model as a scenario's ``llm:``.
 
 litellm is imported on first use (it takes seconds to import).
 """
@@ -29,31 +37,31 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
+
+from recworld.simulator.llm.settings import LLMSettings
 
 log = logging.getLogger("recworld.llm")
 
+#: fallback reason categories (``metrics()["fallback_reasons"]``)
+REASONS = ("unreachable", "timeout", "rate_limited", "http_5xx", "http_4xx", "invalid_answer", "circuit_open",
+           "error")
 
-class LLMConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str = Field("openai/local", description="litellm model name, e.g. gpt-4o-mini or openai/NAME with api_base")
-    api_base: str | None = Field(None, description="base URL of an OpenAI-compatible server")
-    api_key_env: str | None = Field(None, description="environment variable holding the API key")
-    temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(256, ge=1, le=32_768)
-    timeout_s: float = Field(60.0, gt=0, le=3600, description="per call")
-    max_concurrency: int = Field(8, ge=1, le=1024)
-    retries: int = Field(3, ge=0, le=20, description="retries after the first try on 429/5xx/timeouts")
-    backoff_s: float = Field(0.5, ge=0, le=60, description="first retry delay; doubles each retry, with jitter")
-    cache: bool = True
-    cache_path: str | None = Field(None, description="SQLite file (default: ~/.cache/recworld/llm_cache.sqlite)")
-    constrain: Literal["json_schema", "llguidance", "none"] = Field("json_schema", description=(
-        "how a schema constrains the answer: the OpenAI response_format, a compact llguidance grammar "
-        "(llama.cpp servers; no free whitespace, which tiny models otherwise fill until max_tokens), or none"))
-    input_cost_per_token: float | None = Field(None, ge=0, description="USD, for models litellm has no price for")
-    output_cost_per_token: float | None = Field(None, ge=0)
+
+class LLMUnavailableError(RuntimeError):
+    """The LLM endpoint cannot answer (``LLMService.preflight``): unreachable, unknown model,
+    malformed ``api_base``, or no answer within the preflight timeout."""
+
+
+class CallFailed(RuntimeError):
+    """A completion that gave no answer; ``reason`` is one of ``REASONS``."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -69,6 +77,7 @@ class LLMResult:
     cost_usd: float = 0.0
     latency_s: float = 0.0
     error: str | None = None
+    fallback_reason: str | None = None  # one of REASONS when fallback
 
 
 @dataclass
@@ -80,8 +89,12 @@ class Totals:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     errors: int = 0
+    requests: int = 0                  # LLMRequests answered (from the network, the cache or a fallback)
+    circuit_open: int = 0              # fallbacks because the circuit breaker was open
+    fallback_reasons: dict = field(default_factory=dict)
 
     def add(self, r: LLMResult) -> None:
+        self.requests += 1
         self.calls += r.calls
         self.cache_hits += int(r.cache_hit)
         self.fallbacks += int(r.fallback)
@@ -89,6 +102,10 @@ class Totals:
         self.completion_tokens += r.completion_tokens
         self.cost_usd += r.cost_usd
         self.errors += int(r.error is not None)
+        if r.fallback:
+            reason = r.fallback_reason or "error"
+            self.fallback_reasons[reason] = self.fallback_reasons.get(reason, 0) + 1
+            self.circuit_open += int(reason == "circuit_open")
 
 
 @dataclass
@@ -99,33 +116,105 @@ class LLMRequest:
     meta: dict = field(default_factory=dict)      # copied into llm_calls.jsonl (e.g. user, purpose)
 
 
-class ResponseCache:
-    """SQLite: key -> (text, prompt_tokens, completion_tokens). Every write is committed at once."""
+def _locked(e: BaseException) -> bool:
+    msg = str(e).lower()
+    return isinstance(e, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg)
 
-    def __init__(self, path: str | Path):
+
+class ResponseCache:
+    """SQLite: key -> (text, prompt_tokens, completion_tokens).  Every write is committed at once.
+
+    Several processes may share one file: WAL mode (readers never wait for a writer), a busy
+    timeout, and retries with backoff when the database stays locked longer.  A write that
+    still fails is logged as a warning and dropped (``put`` returns False): a cache must never
+    fail a run.  ``write_errors`` counts such writes.  Reads and writes use separate
+    connections, so a write waiting for a lock does not hold up reads."""
+
+    def __init__(self, path: str | Path, busy_timeout_s: float = 10.0, attempts: int = 3, backoff_s: float = 0.1):
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False)
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT, "
-                         "prompt_tokens INTEGER, completion_tokens INTEGER, created REAL)")
-        self._db.commit()
+        self.busy_timeout_s, self.attempts, self.backoff_s = busy_timeout_s, max(1, attempts), backoff_s
+        self.write_errors = 0
+        self._rng = random.Random()                        # backoff jitter only
+        self._wlock, self._rlock = threading.Lock(), threading.Lock()
+        self._wdb = self._rdb = None
+        try:
+            # autocommit mode: transactions are explicit (BEGIN IMMEDIATE takes the write lock up front)
+            self._wdb = self._connect()
+            self._retry(self._wdb, self._setup)
+            self._rdb = self._connect()
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=self.busy_timeout_s, check_same_thread=False, isolation_level=None)
+
+    def _setup(self) -> None:
+        db = self._wdb
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            log.info("LLM cache %s: journal mode %s (WAL unavailable on this file system)", self.path, mode)
+        db.execute("PRAGMA synchronous=NORMAL")            # in WAL mode: safe against a crashed process
+        db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT, "
+                   "prompt_tokens INTEGER, completion_tokens INTEGER, created REAL)")
+
+    def _retry(self, db: sqlite3.Connection, fn):
+        """``fn()``, tried again with jittered exponential backoff while the database is locked."""
+        delay = self.backoff_s
+        for attempt in range(self.attempts):
+            try:
+                return fn()
+            except sqlite3.OperationalError as e:
+                if db.in_transaction:
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                if not _locked(e) or attempt == self.attempts - 1:
+                    raise
+                time.sleep(delay * (0.5 + self._rng.random()))
+                delay *= 2
 
     def get(self, key: str) -> tuple[str, int, int] | None:
-        with self._lock:
-            row = self._db.execute("SELECT text, prompt_tokens, completion_tokens FROM responses WHERE key=?",
-                                   (key,)).fetchone()
+        def read():
+            return self._rdb.execute("SELECT text, prompt_tokens, completion_tokens FROM responses WHERE key=?",
+                                     (key,)).fetchone()
+        if self._rdb is None:                              # closed
+            return None
+        try:
+            with self._rlock:
+                row = self._retry(self._rdb, read)
+        except sqlite3.Error as e:
+            log.warning("LLM cache read failed (%s); asking the model instead", e)
+            return None
         return None if row is None else (row[0], int(row[1]), int(row[2]))
 
-    def put(self, key: str, text: str, prompt_tokens: int, completion_tokens: int) -> None:
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
-                             (key, text, prompt_tokens, completion_tokens, time.time()))
-            self._db.commit()
+    def put(self, key: str, text: str, prompt_tokens: int, completion_tokens: int) -> bool:
+        def write():
+            self._wdb.execute("BEGIN IMMEDIATE")
+            self._wdb.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
+                              (key, text, prompt_tokens, completion_tokens, time.time()))
+            self._wdb.execute("COMMIT")
+        if self._wdb is None:                              # closed (a request finished after the run)
+            return False
+        try:
+            with self._wlock:
+                self._retry(self._wdb, write)
+            return True
+        except sqlite3.Error as e:
+            self.write_errors += 1
+            log.warning("LLM cache write failed after %d tries (%s); the answer is used but not cached",
+                        self.attempts, e)
+            return False
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        for lock, name in ((self._wlock, "_wdb"), (self._rlock, "_rdb")):
+            with lock:
+                db = getattr(self, name)
+                if db is not None:
+                    db.close()
+                    setattr(self, name, None)
 
 
 def cache_key(model: str, messages: list[dict], params: dict, seed: int | None) -> str:
@@ -140,6 +229,88 @@ RETRYABLE = ("RateLimitError", "Timeout", "APIConnectionError", "InternalServerE
 
 def _retryable(exc: BaseException) -> bool:
     return any(cls.__name__ in RETRYABLE for cls in type(exc).__mro__)
+
+
+def _reason(exc: BaseException) -> str:
+    """The fallback category of a failed call (see ``REASONS``)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or names & {"Timeout", "APITimeoutError"}:
+        return "timeout"
+    if "RateLimitError" in names or status == 429:
+        return "rate_limited"
+    if "APIConnectionError" in names or "connection error" in str(exc).lower():   # litellm wraps refused
+        return "unreachable"                                                        # connections as a 500
+    if isinstance(status, int) and 500 <= status < 600:
+        return "http_5xx"
+    if isinstance(status, int) and 400 <= status < 500:
+        return "http_4xx"
+    return "error"
+
+
+class CircuitBreaker:
+    """After ``failures`` consecutive failed calls (a call fails when it has no answer after its
+    retries) the circuit opens: calls are refused for ``cooldown_s``; then one probe call is
+    let through (the others are still refused).  An answer closes the circuit, a failed probe
+    opens it for another cool-down."""
+
+    def __init__(self, failures: int, cooldown_s: float, clock=time.monotonic):
+        self.failures, self.cooldown_s, self.clock = failures, cooldown_s, clock
+        self.consecutive = 0
+        self.opened_at: float | None = None
+        self.probing = False
+        self.times_opened = 0
+        self.last_error = ""
+        self._lock = threading.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        return self.opened_at is not None
+
+    def allow(self) -> tuple[bool, bool, str]:
+        """(may call, is the probe, why not)."""
+        with self._lock:
+            if self.opened_at is None:
+                return True, False, ""
+            left = self.cooldown_s - (self.clock() - self.opened_at)
+            if left <= 0 and not self.probing:
+                self.probing = True
+                return True, True, ""
+            return False, False, self._status(left)
+
+    def _status(self, left: float) -> str:
+        wait = "a probe call is in flight" if self.probing else f"next probe in {max(left, 0):.1f}s"
+        return f"{self.consecutive} consecutive failed calls ({wait}); last: {self.last_error[:200]}"
+
+    def status(self) -> str:
+        """Why calls are refused (while open)."""
+        with self._lock:
+            left = self.cooldown_s - (self.clock() - self.opened_at) if self.opened_at is not None else 0.0
+            return self._status(left)
+
+    def success(self) -> None:
+        with self._lock:
+            was_open = self.opened_at is not None
+            self.consecutive, self.opened_at, self.probing = 0, None, False
+        if was_open:
+            log.warning("LLM circuit closed: the endpoint answers again")
+
+    def failure(self, error: str) -> None:
+        with self._lock:
+            self.consecutive += 1
+            self.last_error = error
+            opening = self.probing or (self.opened_at is None and self.consecutive >= self.failures)
+            if opening:
+                self.opened_at, self.probing = self.clock(), False
+                self.times_opened += 1
+        if opening:
+            log.warning("LLM circuit open after %d consecutive failed calls (last: %s); requests fall back "
+                        "for %.0fs, then one probe call", self.consecutive, error[:200], self.cooldown_s)
+
+    def release_probe(self) -> None:
+        """The probe ended without a verdict (cancelled): let the next request probe."""
+        with self._lock:
+            self.probing = False
 
 
 class BackgroundLoop:
@@ -196,22 +367,65 @@ def shared_loop() -> BackgroundLoop:
         return _SHARED
 
 
+def as_settings(config: LLMSettings | BaseModel | dict | None) -> LLMSettings:
+    """``config`` as ``LLMSettings`` (a dict or another pydantic model is validated into one)."""
+    if isinstance(config, LLMSettings):
+        return config
+    if isinstance(config, BaseModel):
+        config = config.model_dump()
+    return LLMSettings.model_validate(config or {})
+
+
 class LLMService:
-    def __init__(self, config: LLMConfig | dict | None = None, log_path: str | Path | None = None,
+    """The LLM service of a world.  ``config`` is an ``LLMSettings`` (or a dict validated into
+    one); ``model: embedded`` starts the packaged local model on a loopback server that the
+    service owns and stops on ``close()``.  ``self.settings`` is the configuration as given,
+    ``self.config`` the resolved one the calls use (the server's model name and address,
+    ``constrain: auto`` made concrete, a local model's zero prices)."""
+
+    def __init__(self, config: LLMSettings | dict | None = None, log_path: str | Path | None = None,
                  jitter_seed: int = 0):
-        self.config = config if isinstance(config, LLMConfig) else LLMConfig.model_validate(config or {})
-        cfg = self.config
-        self._key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
-        if cfg.api_key_env and not self._key:
-            raise ValueError(f"llm.api_key_env names {cfg.api_key_env}, but that environment variable is not set")
-        self.cache = (ResponseCache(cfg.cache_path or Path.home() / ".cache" / "recworld" / "llm_cache.sqlite")
-                      if cfg.cache else None)
+        self.settings = as_settings(config)
+        s = self.settings
+        self._key = os.environ.get(s.api_key_env) if s.api_key_env else None
+        if s.api_key_env and not self._key:
+            raise ValueError(f"llm.api_key_env names {s.api_key_env}, but that environment variable is not set")
+        self.server = None                                 # an embedded server this service owns (stopped by close)
+        self.cache: ResponseCache | None = None
+        self._cache_write_errors = 0                       # of caches already closed
+        self._log_file = None
+        try:
+            self.config = self._resolve(s)
+            if s.cache:
+                self.cache = ResponseCache(s.cache_path or Path.home() / ".cache" / "recworld" / "llm_cache.sqlite")
+            self._log_file = open(log_path, "a", encoding="utf-8") if log_path else None
+        except BaseException:
+            self.close()
+            raise
         self.totals = Totals()
-        self._log_file = open(log_path, "a", encoding="utf-8") if log_path else None
+        self.breaker = CircuitBreaker(s.breaker_failures, s.breaker_cooldown_s)
         self._jitter = random.Random(jitter_seed)          # timing only; never touches results
         self._record_lock = threading.Lock()               # batches may finish on a background loop
         self._litellm = None
-        self.server = None                                 # an embedded server this service owns (stopped by close)
+
+    def _resolve(self, s: LLMSettings) -> LLMSettings:
+        """The settings the calls use: ``model: embedded`` (starting its server) and
+        ``constrain: auto`` resolved.  Same values as a scenario always resolved to, so the
+        same scenario keeps its cache keys."""
+        update: dict[str, Any] = {}
+        if s.model == "embedded":
+            from recworld.simulator.llm.embedded import EmbeddedLLM
+
+            self.server = EmbeddedLLM(s.embedded_model, parallel=s.server_slots, threads=s.server_threads).start()
+            update["model"], update["api_base"] = self.server.model, self.server.api_base
+            if s.constrain == "auto":
+                update["constrain"] = "llguidance"
+            for k in ("input_cost_per_token", "output_cost_per_token"):      # a local model costs nothing
+                if getattr(s, k) is None:
+                    update[k] = 0.0
+        elif s.constrain == "auto":
+            update["constrain"] = "json_schema"
+        return s.model_copy(update=update)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -229,6 +443,16 @@ class LLMService:
     def scrub(self, text: str) -> str:
         """Remove the API key from a text (error messages can echo request headers)."""
         return text.replace(self._key, "***") if self._key else text
+
+    def _scrub_all(self, obj):
+        """``scrub`` on every string inside lists and dicts."""
+        if isinstance(obj, str):
+            return self.scrub(obj)
+        if isinstance(obj, dict):
+            return {k: self._scrub_all(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [self._scrub_all(v) for v in obj]
+        return obj
 
     def _params(self, schema: type[BaseModel] | None) -> dict:
         cfg = self.config
@@ -255,60 +479,105 @@ class LLMService:
         except Exception:  # noqa: BLE001 - unknown price: count tokens, cost 0
             return 0.0
 
-    def _record(self, req: LLMRequest, key: str, r: LLMResult) -> None:
+    def _record(self, req: LLMRequest, key: str, r: LLMResult, invalid_answer: str | None = None) -> None:
         with self._record_lock:
             self.totals.add(r)
             if self._log_file is None:
                 return
             rec = {"time": time.time(), "prompt_hash": key[:16], "model": self.config.model, **req.meta,
                    **{k: v for k, v in asdict(r).items() if k not in ("text", "parsed")}}
-            self._log_file.write(json.dumps(rec) + "\n")
+            if self.config.audit:                          # the prompt and the answer, key scrubbed
+                rec["messages"] = req.messages
+                rec["answer"] = r.text
+                if req.schema is not None:
+                    rec["parsed"] = r.parsed.model_dump(mode="json") if r.parsed is not None else None
+                if invalid_answer is not None:             # the first answer, which needed a repair try
+                    rec["invalid_answer"] = invalid_answer
+            line = self.scrub(json.dumps(self._scrub_all(rec), ensure_ascii=False, default=str))
+            self._log_file.write(line + "\n")
             self._log_file.flush()
 
     # ------------------------------------------------------------------ calls
 
-    async def _call(self, messages: list[dict], params: dict, seed: int | None, r: LLMResult):
-        """One completion with retries; returns (text, prompt_tokens, completion_tokens)."""
+    async def _call(self, messages: list[dict], params: dict, seed: int | None, r: LLMResult, *,
+                    retries: int | None = None, timeout_s: float | None = None, breaker: bool = True,
+                    extra: dict | None = None):
+        """One completion with retries; returns (text, prompt_tokens, completion_tokens) or
+        raises ``CallFailed``.  With ``breaker``, the call goes through the circuit breaker: it is
+        refused while the circuit is open, and its outcome (after its retries) is counted."""
         cfg, lib = self.config, self._lib()
-        kwargs = dict(model=cfg.model, messages=messages, timeout=cfg.timeout_s, num_retries=0, **params)
+        timeout = cfg.timeout_s if timeout_s is None else timeout_s
+        retries = cfg.retries if retries is None else retries
+        kwargs = dict(model=cfg.model, messages=messages, timeout=timeout, num_retries=0, **params, **(extra or {}))
         if cfg.api_base:
             kwargs["api_base"] = cfg.api_base
         kwargs["api_key"] = self._key or "none"            # OpenAI-compatible local servers want some key
         if seed is not None:
             kwargs["seed"] = seed
-        delay = cfg.backoff_s
-        for attempt in range(cfg.retries + 1):
-            r.calls += 1
-            try:
-                resp = await asyncio.wait_for(lib.acompletion(**kwargs), timeout=cfg.timeout_s + 5)
+        probe = False
+        if breaker:
+            ok, probe, why = self.breaker.allow()
+            if not ok:
+                raise CallFailed(f"circuit open: {why}", "circuit_open")
+        settled = False
+        try:
+            delay = cfg.backoff_s
+            for attempt in range(retries + 1):
+                if attempt and breaker and not probe and self.breaker.is_open:   # opened meanwhile: stop
+                    raise CallFailed(f"circuit open: {self.breaker.status()}", "circuit_open")
+                r.calls += 1
+                try:
+                    resp = await asyncio.wait_for(lib.acompletion(**kwargs), timeout=timeout + 5)
+                    content = resp.choices[0].message.content or ""
+                except Exception as e:  # noqa: BLE001 - classified below
+                    msg = self.scrub(f"{type(e).__name__}: {e}")[:500]
+                    retry = _retryable(e) or isinstance(e, asyncio.TimeoutError)
+                    if not retry or attempt == retries:
+                        if breaker:
+                            self.breaker.failure(msg)
+                        settled = True
+                        raise CallFailed(msg, _reason(e)) from None
+                    log.info("LLM call failed (%s); retry %d/%d in %.2fs", msg[:120], attempt + 1, retries, delay)
+                    await asyncio.sleep(delay * (0.5 + self._jitter.random()))
+                    delay *= 2
+                    continue
+                if breaker:
+                    self.breaker.success()
+                settled = True
                 usage = getattr(resp, "usage", None)
                 pt = int(getattr(usage, "prompt_tokens", 0) or 0)
                 ct = int(getattr(usage, "completion_tokens", 0) or 0)
                 r.cost_usd += self._cost(resp)
-                return resp.choices[0].message.content or "", pt, ct
-            except Exception as e:  # noqa: BLE001 - classified below
-                retry = _retryable(e) or isinstance(e, asyncio.TimeoutError)
-                msg = self.scrub(f"{type(e).__name__}: {e}")[:500]
-                if not retry or attempt == cfg.retries:
-                    raise RuntimeError(msg) from None
-                log.info("LLM call failed (%s); retry %d/%d in %.2fs", msg[:120], attempt + 1, cfg.retries, delay)
-                await asyncio.sleep(delay * (0.5 + self._jitter.random()))
-                delay *= 2
+                return content, pt, ct
+        finally:
+            if probe and not settled:                      # cancelled, or stopped without a verdict
+                self.breaker.release_probe()
 
-    async def _answer(self, messages: list[dict], params: dict, seed: int | None, r: LLMResult) -> str:
+    async def _answer(self, messages: list[dict], params: dict, seed: int | None, r: LLMResult,
+                      schema: type[BaseModel] | None):
+        """(text, parsed, problem): from the cache or the model.  Only an answer that validates
+        against ``schema`` (any answer when there is none) is cached, so a malformed answer is
+        asked for again on the next run."""
         key = cache_key(self.config.model, messages, params, seed)
-        if self.cache is not None:
-            hit = self.cache.get(key)
+        cache = self.cache
+        if cache is not None:
+            hit = cache.get(key)
             if hit is not None:
-                r.prompt_tokens += hit[1]
-                r.completion_tokens += hit[2]
-                return hit[0]
+                parsed, problem = _check(schema, hit[0])
+                if problem is None:
+                    r.prompt_tokens += hit[1]
+                    r.completion_tokens += hit[2]
+                    return hit[0], parsed, None
+                # an invalid answer cached by an older version: ask again (and overwrite it)
         text, pt, ct = await self._call(messages, params, seed, r)
         r.prompt_tokens += pt
         r.completion_tokens += ct
-        if self.cache is not None:
-            self.cache.put(key, text, pt, ct)
-        return text
+        parsed, problem = _check(schema, text)
+        if cache is not None and problem is None:
+            # committed before the answer is returned; in a worker thread, so that a locked
+            # database holds up this request only, not every request on the event loop
+            await asyncio.to_thread(cache.put, key, text, pt, ct)
+        return text, parsed, problem
 
     async def acomplete(self, req: LLMRequest, semaphore: asyncio.Semaphore | None = None) -> LLMResult:
         params = self._params(req.schema)
@@ -316,27 +585,28 @@ class LLMService:
         key = cache_key(self.config.model, req.messages, params, req.seed)
         t0 = time.perf_counter()
         sem = semaphore or asyncio.Semaphore(self.config.max_concurrency)
+        invalid = None
         try:
             async with sem:
-                r.text = await self._answer(req.messages, params, req.seed, r)
-                if req.schema is not None:
-                    r.parsed, problem = _validate(req.schema, r.text)
-                    if problem is not None:                         # one repair try
-                        repair = req.messages + [
-                            {"role": "assistant", "content": r.text},
-                            {"role": "user", "content": f"That answer is not valid: {problem}. Reply again with "
-                                                        "only a JSON object that matches the schema."}]
-                        r.text = await self._answer(repair, params, req.seed, r)
-                        r.parsed, problem = _validate(req.schema, r.text)
-                        if problem is not None:
-                            r.ok, r.fallback, r.error = False, True, f"invalid answer after repair: {problem}"
-        except RuntimeError as e:
-            r.ok, r.fallback, r.error = False, True, str(e)
-        r.cache_hit = r.calls == 0               # every answer came from the cache
+                r.text, r.parsed, problem = await self._answer(req.messages, params, req.seed, r, req.schema)
+                if problem is not None:                             # one repair try
+                    invalid = r.text
+                    repair = req.messages + [
+                        {"role": "assistant", "content": r.text},
+                        {"role": "user", "content": f"That answer is not valid: {problem}. Reply again with "
+                                                    "only a JSON object that matches the schema."}]
+                    r.text, r.parsed, problem = await self._answer(repair, params, req.seed, r, req.schema)
+                    if problem is not None:
+                        r.ok, r.fallback, r.error = False, True, f"invalid answer after repair: {problem}"
+                        r.fallback_reason = "invalid_answer"
+        except CallFailed as e:
+            r.ok, r.fallback, r.error, r.fallback_reason = False, True, str(e), e.reason
+        r.cache_hit = r.calls == 0 and not r.fallback          # every answer came from the cache
         r.latency_s = time.perf_counter() - t0
         if r.fallback:
-            log.warning("LLM answer unusable, falling back: %s", (r.error or "")[:200])
-        self._record(req, key, r)
+            (log.debug if r.fallback_reason == "circuit_open" else log.warning)(
+                "LLM answer unusable, falling back: %s", (r.error or "")[:200])
+        self._record(req, key, r, invalid)
         return r
 
     async def acomplete_many(self, requests: list[LLMRequest]) -> list[LLMResult]:
@@ -357,55 +627,70 @@ class LLMService:
                  **meta) -> LLMResult:
         return self.complete_many([LLMRequest(messages, schema, seed, meta)])[0]
 
+    # ------------------------------------------------------------------ health
+
+    async def apreflight(self, timeout_s: float = 10.0) -> None:
+        """One tiny real completion (no cache, no retries, outside the circuit breaker and the
+        totals); raises ``LLMUnavailableError`` naming the model, the endpoint and the error."""
+        cfg = self.config
+        where = f"model {cfg.model!r} at {cfg.api_base or 'the provider default endpoint'}"
+        if cfg.api_base:
+            url = urlparse(cfg.api_base)
+            if url.scheme not in ("http", "https") or not url.netloc:
+                raise LLMUnavailableError(self.scrub(
+                    f"LLM unavailable: {where}: api_base is not an http(s) URL (e.g. http://localhost:8000/v1)"))
+        r = LLMResult(text=None)
+        try:
+            await self._call([{"role": "user", "content": "Reply with OK."}], {"temperature": 0.0, "max_tokens": 4},
+                             None, r, retries=0, timeout_s=timeout_s, breaker=False, extra={"max_retries": 0})
+        except CallFailed as e:
+            raise LLMUnavailableError(self.scrub(f"LLM unavailable: {where}: {e} ({e.reason})")) from None
+
+    def preflight(self, timeout_s: float = 10.0) -> None:
+        """Check that the endpoint answers, within about ``timeout_s`` (see ``apreflight``)."""
+        fut = self.background().submit(self.apreflight(timeout_s))
+        try:
+            return fut.result(timeout=timeout_s + 10)
+        except TimeoutError:
+            fut.cancel()
+            raise LLMUnavailableError(self.scrub(
+                f"LLM unavailable: model {self.config.model!r} at {self.config.api_base}: "
+                f"no answer within {timeout_s:.0f}s")) from None
+
     def close(self) -> None:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
         if self.cache is not None:
-            self.cache.close()
-            self.cache = None
+            cache, self.cache = self.cache, None
+            self._cache_write_errors += cache.write_errors
+            cache.close()
         if self.server is not None:
             server, self.server = self.server, None
             server.stop()
 
     def metrics(self) -> dict:
-        """Totals for ``metrics.json`` under ``llm``."""
+        """Totals for ``metrics.json`` under ``llm``.  ``fallback_reasons`` maps each reason
+        (``REASONS``) to its count; ``fallback_rate`` is fallbacks / requests."""
         t = self.totals
         return {"calls": t.calls, "cache_hits": t.cache_hits, "fallbacks": t.fallbacks,
                 "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens,
-                "cost_usd": round(t.cost_usd, 6), "errors": t.errors}
-
-
-SERVER_KEYS = ("embedded_model", "server_slots", "server_threads")
+                "cost_usd": round(t.cost_usd, 6), "errors": t.errors,
+                "requests": t.requests, "fallback_rate": round(t.fallbacks / t.requests, 6) if t.requests else 0.0,
+                "fallback_reasons": dict(sorted(t.fallback_reasons.items())), "circuit_open": t.circuit_open,
+                "cache_write_errors": self._cache_write_errors + (self.cache.write_errors if self.cache else 0)}
 
 
 def service_from_scenario(section, log_path: str | Path | None = None) -> LLMService:
-    """The LLM service a scenario's ``llm`` section asks for.  ``model: embedded`` starts the
-    packaged local model on a loopback server that the service owns and stops on ``close()``."""
-    raw = section.model_dump() if hasattr(section, "model_dump") else dict(section)
-    cfg = {k: v for k, v in raw.items() if k not in SERVER_KEYS}
-    server = None
-    if cfg["model"] == "embedded":
-        from recworld.simulator.llm.embedded import EmbeddedLLM
+    """The LLM service a scenario's ``llm`` section (an ``LLMSettings`` or a dict) asks for.
+    ``model: embedded`` starts the packaged local model on a loopback server that the service
+    owns and stops on ``close()``."""
+    return LLMService(as_settings(section), log_path=log_path)
 
-        server = EmbeddedLLM(raw.get("embedded_model", "gemma-3-270m"), parallel=raw.get("server_slots", 4),
-                             threads=raw.get("server_threads", 2)).start()
-        cfg["model"], cfg["api_base"] = server.model, server.api_base
-        if cfg.get("constrain", "auto") == "auto":
-            cfg["constrain"] = "llguidance"
-        for k in ("input_cost_per_token", "output_cost_per_token"):      # a local model costs nothing
-            if cfg.get(k) is None:
-                cfg[k] = 0.0
-    elif cfg.get("constrain", "auto") == "auto":
-        cfg["constrain"] = "json_schema"
-    try:
-        service = LLMService(cfg, log_path=log_path)
-    except Exception:
-        if server is not None:
-            server.stop()
-        raise
-    service.server = server
-    return service
+
+def _check(schema: type[BaseModel] | None, text: str | None):
+    """(parsed, None) when ``text`` is a usable answer (any text without a schema), else (None, problem)."""
+    return (None, None) if schema is None else _validate(schema, text)
 
 
 def closed_schema(schema: type[BaseModel]) -> dict:
