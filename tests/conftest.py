@@ -28,7 +28,10 @@ def tiny_ml() -> Path:
 def ml_full() -> Path:
     p = full_movielens_path()
     if not (p / "ratings.csv").exists():
-        pytest.skip(f"full ml-latest-small not found at {p} (set RECWORLD_MOVIELENS)")
+        where = (f"$RECWORLD_MOVIELENS={os.environ['RECWORLD_MOVIELENS']}" if os.environ.get("RECWORLD_MOVIELENS")
+                 else f"{p} (the shared data folder beside the repository; RECWORLD_MOVIELENS is not set)")
+        pytest.skip(f"full ml-latest-small not found: no ratings.csv in {where}; set RECWORLD_MOVIELENS "
+                    "to a folder with the ml-latest-small movies.csv and ratings.csv to run this test")
     return p
 
 
