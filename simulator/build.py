@@ -40,35 +40,73 @@ class Parts:
     graph: SocialGraph
 
 
-def build_parts(scenario: Scenario) -> Parts:
-    """Catalog, population, warm-start interactions and social graph of a scenario."""
+def build_parts(scenario: Scenario, progress: bool | None = None) -> Parts:
+    """Catalog, population, warm-start interactions and social graph of a scenario.
+
+    Before the users are built, their memory is estimated
+    (``data.population.estimate_world_bytes``); a world that will not fit in the memory
+    available is a ``ScenarioError`` on ``population.size`` that gives the estimate and the
+    limit. ``progress``: a bar over the build's steps (None: only for a large world, over
+    100,000 users or a synthetic catalog over 500,000 items).
+    """
+    import logging
+
+    from recworld.simulator.data.population import LARGE_WORLD_ITEMS, LARGE_WORLD_USERS, memory_note, memory_problem
+    from recworld.simulator.output.progress import progress_bar
+    from recworld.simulator.scenario import ScenarioError
+
     seeds = seed_streams(scenario)
     s_data, s_pop, s_graph = seeds["data"], seeds["population"], seeds["graph"]
     d, pop_cfg, act = scenario.data, scenario.population, scenario.population.activity
     act_kw = dict(activity_median=act.median_sessions_per_day, activity_tail=act.tail_index,
                   activity_max=act.max_sessions_per_day)
-    if d.source == "movielens":
-        ml = load_movielens(d.path or bundled_movielens_path(), n_tags=d.n_tags)
-        catalog, interactions = ml.catalog, ml.ratings
-        population = population_from_ratings(catalog, interactions, pop_cfg.size, np.random.default_rng(s_pop),
-                                              sample=pop_cfg.sample, min_ratings=d.min_ratings, **act_kw)
-    else:
-        if d.source == "synthetic":
-            catalog = synthetic_catalog(d.n_items, d.n_genres, np.random.default_rng(s_data), d.duration_mean)
-        else:
-            catalog = load_products(d.path, consume_minutes=d.consume_minutes)
-        interactions = pd.DataFrame({c: pd.Series(dtype="int64") for c in INTERACTION_COLUMNS})
-        population = synthetic_population(catalog, pop_cfg.size, np.random.default_rng(s_pop), **act_kw)
-    if scenario.sts is not None and scenario.sts.inject and scenario.sts.text:
-        from recworld.simulator.data.inject import inject_from_scenario
-
-        catalog = inject_from_scenario(catalog, scenario)
     sc = scenario.social
-    if sc.graph == "edgelist":
-        graph = SocialGraph.from_edgelist(sc.path, population.ids, directed=sc.directed)
-    else:
-        graph = SocialGraph.generate(sc.graph, len(population), np.random.default_rng(s_graph),
-                                     degree=sc.degree, rewire=sc.rewire)
+    degree = sc.degree if sc.graph in ("small_world", "scale_free", "random") else 0
+    large = pop_cfg.size > LARGE_WORLD_USERS or (d.source == "synthetic" and d.n_items > LARGE_WORLD_ITEMS)
+    show = large if progress is None else progress
+
+    def check_memory(n_items: int, n_genres: int) -> None:
+        problem = memory_problem(pop_cfg.size, n_items, n_genres, degree)
+        if problem is not None:
+            raise ScenarioError([("population.size", problem)])
+        if large:
+            logging.getLogger("recworld").info("%s", memory_note(pop_cfg.size, n_items, n_genres, degree))
+
+    if d.source == "synthetic":
+        check_memory(d.n_items, d.n_genres)
+    with progress_bar(total=3, desc=f"building {pop_cfg.size:,} users", unit="step", enabled=show,
+                      dynamic_ncols=True) as bar:
+        bar.set_postfix_str("catalog", refresh=True)
+        if d.source == "movielens":
+            ml = load_movielens(d.path or bundled_movielens_path(), n_tags=d.n_tags)
+            catalog, interactions = ml.catalog, ml.ratings
+            check_memory(len(catalog), len(catalog.genre_names))
+            bar.update()
+            bar.set_postfix_str("population", refresh=True)
+            population = population_from_ratings(catalog, interactions, pop_cfg.size, np.random.default_rng(s_pop),
+                                                 sample=pop_cfg.sample, min_ratings=d.min_ratings, **act_kw)
+        else:
+            if d.source == "synthetic":
+                catalog = synthetic_catalog(d.n_items, d.n_genres, np.random.default_rng(s_data), d.duration_mean)
+            else:
+                catalog = load_products(d.path, consume_minutes=d.consume_minutes)
+                check_memory(len(catalog), len(catalog.genre_names))
+            bar.update()
+            bar.set_postfix_str("population", refresh=True)
+            interactions = pd.DataFrame({c: pd.Series(dtype="int64") for c in INTERACTION_COLUMNS})
+            population = synthetic_population(catalog, pop_cfg.size, np.random.default_rng(s_pop), **act_kw)
+        if scenario.sts is not None and scenario.sts.inject and scenario.sts.text:
+            from recworld.simulator.data.inject import inject_from_scenario
+
+            catalog = inject_from_scenario(catalog, scenario)
+        bar.update()
+        bar.set_postfix_str("social graph", refresh=True)
+        if sc.graph == "edgelist":
+            graph = SocialGraph.from_edgelist(sc.path, population.ids, directed=sc.directed)
+        else:
+            graph = SocialGraph.generate(sc.graph, len(population), np.random.default_rng(s_graph),
+                                         degree=sc.degree, rewire=sc.rewire)
+        bar.update()
     return Parts(catalog, population, interactions, graph)
 
 
@@ -141,7 +179,7 @@ def build_world(scenario: Scenario, out_dir: str | Path, parts: Parts | None = N
 
         llm = owned = service_from_scenario(scenario.llm, log_path=Path(out_dir) / "llm_calls.jsonl")
     try:
-        log = EventLog(out_dir, flush_every=scenario.output.flush_every)
+        log = EventLog(out_dir, flush_every=scenario.output.flush_every, flush_seconds=scenario.output.flush_seconds)
         world = World(scenario, parts.catalog, parts.population, parts.graph, make_recommender(scenario, parts, llm),
                       make_brains(scenario, parts, llm), log, seed_streams(scenario)["users"], llm=llm)
     except BaseException:

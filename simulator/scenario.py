@@ -9,18 +9,32 @@ from __future__ import annotations
 
 import difflib
 import logging
+import reprlib
 import typing
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
                       field_validator, model_validator)
 
 PATH_FIELDS = ("data.path", "social.path")
 PLUGIN_SECTIONS = ("recommender", "population.brain")   # switching their name resets their parameters
 
 log = logging.getLogger("recworld")
+
+
+def _path_text(v: str) -> str:
+    bad = sorted({c for c in v if unicodedata.category(c) == "Cc"})
+    if bad:
+        raise ValueError("a path cannot contain control characters "
+                         f"({', '.join(f'U+{ord(c):04X}' for c in bad[:3])}: a NUL byte, a newline, ...)")
+    return v
+
+
+#: a file or folder path in a scenario
+PathText = Annotated[str, AfterValidator(_path_text)]
 
 
 class Strict(BaseModel):
@@ -30,7 +44,7 @@ class Strict(BaseModel):
 class MovieLensData(Strict):
     """The ml-latest-small layout at ``path``; null = the sample bundled with RecWorld."""
     source: Literal["movielens"] = "movielens"
-    path: str | None = None
+    path: PathText | None = None
     min_ratings: int = Field(20, ge=1, le=100_000, description="users need this many ratings to be sampled")
     n_tags: int = Field(10, ge=0, le=100, description="most frequent tags added to an item's text")
 
@@ -45,7 +59,7 @@ class SyntheticData(Strict):
 class ProductsData(Strict):
     """A JSONL product catalog (one object per line with a Name field); users are synthetic."""
     source: Literal["products"] = "products"
-    path: str = Field(description="a JSONL file, or a bundled catalog: coffee_machines, books, cameras")
+    path: PathText = Field(description="a JSONL file, or a bundled catalog: coffee_machines, books, cameras")
     consume_minutes: float = Field(5.0, gt=0, le=1440)
 
 
@@ -122,7 +136,7 @@ class SocialConfig(Strict):
     graph: Literal["small_world", "scale_free", "random", "none", "edgelist"] = "small_world"
     degree: int = Field(6, ge=1, le=10_000, description="mean number of friends")
     rewire: float = Field(0.1, ge=0, le=1, description="small-world rewiring probability")
-    path: str | None = Field(None, description="edge list file for graph: edgelist")
+    path: PathText | None = Field(None, description="edge list file for graph: edgelist")
     directed: bool = Field(False, description="edge list rows 'a b' mean b follows a")
 
     @model_validator(mode="after")
@@ -161,6 +175,8 @@ from recworld.simulator.llm.settings import LLMSettings as LLMSection  # noqa: E
 
 class OutputConfig(Strict):
     flush_every: int = Field(50_000, ge=100, le=50_000_000, description="events per Parquet part")
+    flush_seconds: float = Field(10.0, gt=0, le=86_400, description=(
+        "also flush the events at least this often (wall-clock seconds): a hard kill loses at most that much"))
     plots: bool = True
     oracle: bool = Field(False, description=(
         "log each slate's true click probability and the best possible slate's (regret); costs a pass over "
@@ -177,7 +193,7 @@ class STSOptimize(Strict):
 
 class STSCatalog(Strict):
     """One more catalog for the protocol (its own target; the STS is searched for or given)."""
-    path: str = Field(description="a JSONL product file or a bundled catalog: coffee_machines, books, cameras")
+    path: PathText = Field(description="a JSONL product file or a bundled catalog: coffee_machines, books, cameras")
     target: str = Field(min_length=1, description="the target product's name")
     domain: str = Field("product", min_length=1, max_length=40, description="what the products are, e.g. camera")
     text: str | None = Field(None, description="this catalog's STS (default: search one, or use sts.text)")
@@ -205,7 +221,8 @@ class STSConfig(Strict):
 
 
 class Scenario(Strict):
-    name: str = Field("scenario", min_length=1, max_length=120)
+    name: str = Field("scenario", min_length=1, max_length=120, description=(
+        "names the run folder: letters, digits, spaces and punctuation, no '/', '\\', '..' or control characters"))
     description: str = ""
     seed: int = Field(0, ge=0, le=2**63 - 1)
     duration_days: float = Field(1.0, gt=0, le=3650, description="simulated days")
@@ -219,6 +236,22 @@ class Scenario(Strict):
     llm: LLMSection = Field(default_factory=LLMSection)
     compare: list[CompareEntry] = Field(default_factory=list, description="recommenders for `recworld compare`")
     sts: STSConfig | None = Field(None, description="a strategic text sequence on a target item (`recworld sts`)")
+
+    @field_validator("name")
+    @classmethod
+    def _folder_safe_name(cls, v: str) -> str:
+        bad = sorted({c for c in v if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")})
+        if bad:
+            raise ValueError("the name becomes part of a folder name: it cannot contain control or invisible "
+                             f"characters ({', '.join(f'U+{ord(c):04X}' for c in bad[:3])})")
+        if "/" in v or "\\" in v:
+            raise ValueError("the name becomes part of a folder name: it cannot contain '/' or '\\' "
+                             "(use '-' or '_')")
+        if ".." in v:
+            raise ValueError("the name becomes part of a folder name: it cannot contain '..'")
+        if not v.strip():
+            raise ValueError("the name cannot be blank")
+        return v
 
     @model_validator(mode="after")
     def _unique_labels(self):
@@ -246,6 +279,34 @@ class ScenarioError(ValueError):
         self.source = source
         head = f"invalid scenario{f' {source}' if source else ''}:"
         super().__init__("\n".join([head] + [f"  {p or '(top level)'}: {m}" for p, m in problems]))
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib with every limit small, and no repr of huge integers (slow, refused past 4300 digits)."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxtuple, self.maxdict, self.maxset = 2, 4, 4, 4, 4
+        self.maxfrozenset, self.maxdeque, self.maxarray = 4, 4, 4
+        self.maxstring, self.maxlong, self.maxother = 60, 40, 60
+
+    def repr_int(self, x, level):
+        if x.bit_length() > 128:
+            return f"<an integer of about {int(x.bit_length() * 0.30103)} digits>"
+        return super().repr_int(x, level)
+
+
+_short = _ShortRepr()
+
+
+def short_repr(value, limit: int = 80) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, built from a bounded part of ``value``
+    (a huge or deeply nested input is never walked, let alone printed in full)."""
+    try:
+        text = _short.repr(value)
+    except Exception:  # noqa: BLE001 - a value whose own repr fails
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _model_at(model: type[BaseModel] | None, loc) -> type[BaseModel] | None:
@@ -292,7 +353,7 @@ def _describe(err: dict, raw: dict) -> tuple[str, str]:
         return path, msg
     msg = err["msg"]
     if "input" in err and err["type"] != "missing":
-        msg += f" (got {repr(err['input'])[:80]})"
+        msg += f" (got {short_repr(err['input'])})"
     if model is not None and loc and loc[-1] in model.model_fields:
         desc = model.model_fields[loc[-1]].description
         if desc:
@@ -303,6 +364,154 @@ def _describe(err: dict, raw: dict) -> tuple[str, str]:
 # ----------------------------------------------------------------------------- loading
 
 
+MAX_SCENARIO_BYTES = 4 * 2**20          # a scenario is a few kilobytes of YAML
+MAX_NUMBER_DIGITS = 100                 # no field takes a longer number
+
+
+class _Refused(yaml.YAMLError):
+    """YAML that parses but that a scenario does not accept (aliases, duplicated keys, ...)."""
+
+
+class _ScenarioLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases (a scenario never needs them, and nested ones
+    expand exponentially: "billion laughs"), duplicated keys (the last would silently win) and
+    absurdly long numbers."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            ev = self.peek_event()
+            raise _Refused(f"line {ev.start_mark.line + 1}: YAML aliases (*{ev.anchor}) are not allowed in a "
+                           "scenario; write the value out in full")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                try:
+                    first = seen.get(key)
+                except TypeError:                     # unhashable: the base class explains it
+                    continue
+                if first is not None:
+                    where = getattr(self, "key_paths", {}).get(id(node), "")
+                    dotted = f"{where}.{key}" if where else str(key)
+                    raise _Refused(f"key {short_repr(dotted)} appears twice (line {first} and line {line}); "
+                                   "keep one: YAML would silently use the last")
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node):
+        digits = sum(c.isdigit() for c in str(node.value))
+        if digits > MAX_NUMBER_DIGITS:
+            raise _Refused(f"line {node.start_mark.line + 1}: a number of {digits} digits; no scenario field "
+                           f"takes more than {MAX_NUMBER_DIGITS}")
+        return super().construct_yaml_int(node)
+
+
+_ScenarioLoader.add_constructor("tag:yaml.org,2002:int", _ScenarioLoader.construct_yaml_int)
+
+
+def _key_paths(root) -> dict[int, str]:
+    """id(mapping node) -> its dotted key path (for messages about duplicated keys)."""
+    paths: dict[int, str] = {}
+    stack = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            paths[id(node)] = path
+            for k, v in node.value:
+                name = k.value if isinstance(k, yaml.ScalarNode) else "?"
+                stack.append((v, f"{path}.{name}" if path else str(name)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((v, f"{path}.{i}" if path else str(i)) for i, v in enumerate(node.value))
+    return paths
+
+
+def _load_yaml(text: str):
+    """One YAML document through ``_ScenarioLoader``; None for an empty document."""
+    loader = _ScenarioLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        loader.key_paths = _key_paths(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(e: Exception, text: str) -> str:
+    """A YAML error as one sentence with its line and column (not PyYAML's multi-line text)."""
+    if isinstance(e, _Refused):
+        return str(e)
+    if isinstance(e, RecursionError):
+        return "not valid YAML: nested too deeply (hundreds of levels); a scenario is a few levels deep"
+    if isinstance(e, yaml.reader.ReaderError):
+        line = text.count("\n", 0, max(e.position, 0)) + 1
+        return (f"line {line}: character U+{e.character:04X} is not allowed in YAML (a control character); "
+                "remove it" if isinstance(e.character, int) else f"not valid YAML: {e.reason}")
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:
+        m = e.problem_mark
+        msg = f"not valid YAML at line {m.line + 1}, column {m.column + 1}: {e.problem}"
+        if e.context:
+            at = f" at line {e.context_mark.line + 1}" if e.context_mark is not None else ""
+            msg += f" ({e.context}{at})"
+        return msg
+    if isinstance(e, yaml.YAMLError):
+        return f"not valid YAML: {' '.join(str(e).split())}"
+    return f"not valid YAML: {short_repr(str(e), 200)}"
+
+
+def _read_scenario(p: Path, label: str) -> dict:
+    """The mapping in scenario file ``p``; every problem is a ``ScenarioError`` naming the file."""
+    def fail(msg: str):
+        raise ScenarioError([("", msg)], label)
+
+    try:
+        if p.is_dir():
+            inside = sorted(x.name for x in p.iterdir() if x.suffix in (".yaml", ".yml"))[:3]
+            fail("this is a folder, not a scenario file; give the path of a YAML file"
+                 + (f", e.g. {p / inside[0]}" if inside else ""))
+        if not p.exists():
+            fail(f"scenario file {p} does not exist")
+        if not p.is_file():
+            fail("not a regular file (a device or a pipe?); give the path of a YAML file")
+        with p.open("rb") as f:
+            data = f.read(MAX_SCENARIO_BYTES + 1)
+    except OSError as e:
+        fail(f"cannot be read: {e.strerror or e}")
+    if len(data) > MAX_SCENARIO_BYTES:
+        fail(f"larger than {MAX_SCENARIO_BYTES // 2**20} MiB; a scenario is a few kilobytes of YAML "
+             "(is this the right file?)")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        fail("is UTF-16 text; save it as UTF-8")
+    if b"\x00" in data:
+        fail("a binary file (it holds NUL bytes), not a YAML text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        fail(f"not UTF-8 text (byte 0x{data[e.start]:02x} at line {line}); a scenario is a YAML text file "
+             "saved as UTF-8")
+    try:
+        raw = _load_yaml(text)
+    except (yaml.YAMLError, ValueError, RecursionError) as e:
+        fail(_yaml_problem(e, text))
+    if raw is None:                                   # empty, or only comments: all defaults
+        return {}
+    if not isinstance(raw, dict):
+        kind = "a list" if isinstance(raw, list) else f"a single value ({short_repr(raw, 40)})"
+        fail(f"the file holds {kind}, not a mapping of keys such as 'name:', 'data:', 'population:'")
+    bad = [k for k in raw if not isinstance(k, str)]
+    if bad:
+        fail(f"top-level key {short_repr(bad[0], 40)} is not a name; keys are names such as 'population'")
+    return raw
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ScenarioError([("--set", f"expected KEY=VALUE with a dotted key, got {text!r}")])
@@ -311,8 +520,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not p for p in key.split(".")):
         raise ScenarioError([("--set", f"bad key {key!r} in {text!r}")])
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
+        parsed = _load_yaml(value) if value.strip() else None
+    except (yaml.YAMLError, ValueError, RecursionError):
         parsed = value
     return key.split("."), parsed
 
@@ -356,7 +565,7 @@ def _resolve_paths(raw: dict, base_dir: Path) -> None:
 
     def resolve(sect: dict, key: str) -> None:
         v = sect.get(key)
-        if isinstance(v, str) and v not in BUNDLED_PRODUCTS:        # a bundled catalog's name stays a name
+        if isinstance(v, str) and v not in BUNDLED_PRODUCTS and "\x00" not in v:   # a bundled catalog's name stays a name
             p = Path(v).expanduser()
             sect[key] = str(p if p.is_absolute() else (base_dir / p).resolve())
 
@@ -381,16 +590,7 @@ def load_scenario(source: str | Path | dict | Scenario, overrides: list[str] | N
     else:
         p = Path(source).expanduser()
         label = str(p)
-        if not p.exists():
-            raise ScenarioError([("", f"scenario file {p} does not exist")], label)
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise ScenarioError([("", f"not valid YAML: {e}")], label) from None
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise ScenarioError([("", f"a scenario must be a mapping of keys, got {type(raw).__name__}")], label)
+        raw = _read_scenario(p, label)
         _resolve_paths(raw, p.parent.resolve())
     apply_overrides(raw, overrides)
     try:
@@ -400,9 +600,11 @@ def load_scenario(source: str | Path | dict | Scenario, overrides: list[str] | N
     return scenario
 
 
-def validate_plugins(scenario: Scenario, source: str | None = None) -> None:
+def validate_plugins(scenario: Scenario, source: str | None = None, *, data: bool = True) -> None:
     """Check what the schema alone cannot: that the recommender and brain exist and accept
-    their parameters, and that the files the scenario names exist."""
+    their parameters, that the files the scenario names exist and hold usable data (read and
+    checked, nothing built), and that the world fits in the memory available. ``data=False``
+    skips reading the data files and the memory estimate."""
     from recworld.simulator import registry
 
     from recworld.simulator.data.sources import BUNDLED_PRODUCTS
@@ -412,7 +614,14 @@ def validate_plugins(scenario: Scenario, source: str | None = None) -> None:
     if scenario.sts is not None:
         paths += [(f"sts.catalogs.{i}.path", c.path) for i, c in enumerate(scenario.sts.catalogs)]
     for field, value in paths:
-        if value and value not in BUNDLED_PRODUCTS and not Path(value).expanduser().exists():
+        if not value or value in BUNDLED_PRODUCTS:
+            continue
+        try:
+            exists = Path(value).expanduser().exists()
+        except (OSError, ValueError) as e:                # a NUL byte, a name too long, ...
+            problems.append((field, f"{short_repr(value)} cannot be used as a path ({e})"))
+            continue
+        if not exists:
             problems.append((field, f"{value} does not exist"))
     plugins = [("recommender", "recommenders", scenario.recommender),
                ("population.brain", "brains", scenario.population.brain)]
@@ -426,9 +635,7 @@ def validate_plugins(scenario: Scenario, source: str | None = None) -> None:
         except registry.UnknownPluginError as e:
             problems.append((f"{field}.name", str(e)))
             continue
-        params_model = getattr(cls, "Params", None)
-        if params_model is None:
-            continue
+        params_model = cls.Params
         try:
             params_model.model_validate(cfg.params)
         except ValidationError as e:
@@ -441,13 +648,16 @@ def validate_plugins(scenario: Scenario, source: str | None = None) -> None:
                     msg = f"unknown parameter for {cfg.name!r}" + (f" (did you mean {guess[0]!r}?)" if guess else "")
                     msg += f"; allowed: {', '.join(allowed) if allowed else '(none)'}"
                 elif "input" in err:
-                    msg += f" (got {repr(err['input'])[:80]})"
+                    msg += f" (got {short_repr(err['input'])})"
                 problems.append((f"{field}.{sub}", msg))
+    if data and not problems:
+        from recworld.simulator.data.sources import check_data
+
+        problems += check_data(scenario)
     if problems:
         raise ScenarioError(problems, source)
 
 
 def plugin_params(cls, cfg: PluginConfig):
-    """The plug-in's validated ``Params`` object (or the raw dict if it declares none)."""
-    params_model = getattr(cls, "Params", None)
-    return params_model.model_validate(cfg.params) if params_model is not None else cfg.params
+    """The plug-in's validated ``Params`` object."""
+    return cls.Params.model_validate(cfg.params)
