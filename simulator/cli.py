@@ -1,48 +1,204 @@
-"""The ``recworld`` command."""
+"""The ``recworld`` command.
+
+Each subcommand is a pair of small functions in ``COMMANDS``: one adds its arguments, one
+runs it and returns the exit code.  ``main`` parses, sets up logging, dispatches, and turns
+the errors a user can cause (a bad scenario, a missing file, an output folder in the way)
+into one ``error: ...`` line on stderr and a nonzero exit code.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
+import time
+from pathlib import Path
+
+#: exit codes
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEGRADED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: a run's ``metrics.json`` status -> exit code of ``recworld run``
+STATUS_EXIT = {"completed": EXIT_OK, "degraded": EXIT_DEGRADED, "failed": EXIT_FAILED,
+               "interrupted": EXIT_INTERRUPTED}
 
 
-def _parser() -> argparse.ArgumentParser:
-    from recworld.simulator import __version__
+def _add_set(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a scenario field, e.g. --set population.size=100 (repeatable)")
 
-    p = argparse.ArgumentParser(prog="recworld", description="Agent-based user simulation for recommender systems.")
-    p.add_argument("--version", action="version", version=f"recworld {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
 
-    def add_set(sp):
-        sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a scenario field, e.g. --set population.size=100 (repeatable)")
+def _add_overwrite(sp: argparse.ArgumentParser, what: str = "output") -> None:
+    sp.add_argument("--overwrite", action="store_true",
+                    help=f"replace an earlier {what} in --out (only a folder RecWorld wrote, holding nothing else)")
 
-    r = sub.add_parser("run", help="run a scenario and write a run folder")
+
+def _names(text: str | None) -> list[str] | None:
+    return [n.strip() for n in text.split(",")] if text else None
+
+
+@contextlib.contextmanager
+def _output_folder(out: Path, overwrite: bool, kind: str):
+    """``prepare_out`` for a study; if the study fails before writing anything, the folder
+    is taken back (no empty folders left under runs/)."""
+    from recworld.simulator.output.folders import discard_if_unused, prepare_out
+
+    existed = os.path.lexists(out)
+    path = prepare_out(out, overwrite, kind)
+    try:
+        yield path
+    except BaseException:
+        discard_if_unused(path, existed=existed)
+        raise
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def _add_run(r: argparse.ArgumentParser) -> None:
     r.add_argument("scenario", help="scenario YAML file")
     r.add_argument("--out", help="run folder (default: runs/NAME-seedN-TIMESTAMP)")
-    r.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run in --out (only a folder RecWorld wrote, holding nothing else)")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    add_set(r)
+    _add_set(r)
 
-    v = sub.add_parser("validate", help="check a scenario file; exit 0 if valid")
+
+def _run_status(out: Path, since: float) -> dict | None:
+    """The metrics of the run written to ``out`` since ``since`` (None if it did not get that far)."""
+    f = out / "metrics.json"
+    try:
+        if f.stat().st_mtime < since - 1:
+            return None
+        return json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _cmd_run(args) -> int:
+    from recworld.simulator.output.folders import check_out, default_out
+    from recworld.simulator.run import run_scenario
+    from recworld.simulator.scenario import load_scenario
+
+    scn = load_scenario(args.scenario, args.overrides)     # a bad scenario is named before any folder
+    out = Path(args.out) if args.out else default_out(None, scn.name, scn.seed)
+    check_out(out, args.overwrite)                    # before the world is built: fail fast
+    t0 = time.time()
+    try:
+        out = run_scenario(args.scenario, out, args.overrides, progress=not args.no_progress,
+                           overwrite=args.overwrite)
+    except (Exception, KeyboardInterrupt) as e:
+        metrics = _run_status(out, t0)
+        if metrics is None:                           # stopped before the run started: raised as it is
+            raise
+        status = str(metrics.get("status", "failed"))
+        print(f"run folder: {out}")
+        print(f"status: {status} ({out})")
+        if isinstance(e, KeyboardInterrupt):
+            print(f"interrupted: events so far, metrics and report were written to {out}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        trace = out / "error.txt"
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        print(f"error: the run failed: {reason}; events so far, metrics and report are in {out}"
+              + (f" (traceback in {trace})" if trace.exists() else ""), file=sys.stderr)
+        return EXIT_FAILED
+    metrics = json.loads((out / "metrics.json").read_text())
+    keys = ("sessions", "slates_shown", "ctr", "watches", "mean_rating", "catalog_coverage",
+            "exposure_gini", "chats", "posts", "post_reach_mean")
+    print(f"run folder: {out}")
+    print("  " + "  ".join(f"{k}={metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
+                           for k in keys if metrics.get(k) is not None))
+    print(f"  report: {out / 'report.md'}")
+    status = str(metrics.get("status", "completed"))
+    print(f"status: {status} ({out})")
+    code = STATUS_EXIT.get(status, EXIT_FAILED)
+    if code != EXIT_OK:
+        print(f"error: the run ended {status}; see {out / 'report.md'}", file=sys.stderr)
+    return code
+
+
+# ----------------------------------------------------------------------------- validate, list
+
+
+def _add_validate(v: argparse.ArgumentParser) -> None:
     v.add_argument("scenario")
     v.add_argument("--print", action="store_true", help="print the resolved scenario")
-    add_set(v)
+    _add_set(v)
 
-    t = sub.add_parser("train", help="train an RL policy on recworld/Session-v0 and evaluate it (needs recworld[rl])")
+
+def _cmd_validate(args) -> int:
+    from recworld.simulator.scenario import load_scenario, validate_plugins
+
+    scn = load_scenario(args.scenario, args.overrides)
+    validate_plugins(scn, args.scenario)
+    if args.print:
+        print(scn.to_yaml(), end="")
+    else:
+        print(f"{args.scenario}: valid")
+    return EXIT_OK
+
+
+def _add_list(ls: argparse.ArgumentParser) -> None:
+    ls.add_argument("kind", nargs="?", choices=["recommenders", "brains"])
+
+
+def _cmd_list(args) -> int:
+    from recworld.simulator.registry import available
+
+    for kind in [args.kind] if args.kind else ["recommenders", "brains"]:
+        print(f"{kind}:")
+        for name, target in available(kind).items():
+            print(f"  {name:<14} {target}")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def _add_train(t: argparse.ArgumentParser) -> None:
     t.add_argument("scenario")
     t.add_argument("--algo", default="ppo", choices=["ppo", "a2c"])
     t.add_argument("--steps", type=int, default=30_000, help="training steps (default 30000)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", help="output folder (default: runs/train-NAME-ALGO-TIMESTAMP)")
+    _add_overwrite(t, "training output")
     t.add_argument("--eval-seeds", type=int, default=5)
     t.add_argument("--eval-episodes", type=int, default=100)
     t.add_argument("--no-progress", action="store_true")
-    add_set(t)
+    _add_set(t)
 
-    e = sub.add_parser("evaluate", help="offline leave-last-out evaluation of recommenders on MovieLens data")
+
+def _cmd_train(args) -> int:
+    from recworld.simulator.output.folders import check_out, default_out
+    from recworld.simulator.scenario import load_scenario, validate_plugins
+
+    scn = load_scenario(args.scenario, args.overrides)
+    validate_plugins(scn, args.scenario)
+    if args.steps < 1 or args.eval_seeds < 1 or args.eval_episodes < 1:
+        raise ValueError("--steps, --eval-seeds and --eval-episodes must be positive")
+    out = Path(args.out) if args.out else default_out("train", f"{scn.name}-{args.algo}")
+    check_out(out, args.overwrite)
+    try:
+        from recworld.simulator.studies.rl import train_and_evaluate
+    except ImportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    with _output_folder(out, args.overwrite, "train"):
+        res = train_and_evaluate(scn, out, args.algo, args.steps, args.seed, eval_seeds=args.eval_seeds,
+                                 eval_episodes=args.eval_episodes, progress=not args.no_progress)
+    print(f"policy: {res['model']}")
+    print(f"mean episode return ({scn.env.reward}) over {args.eval_seeds} seeds x {args.eval_episodes} episodes:")
+    for r in res["results"]:
+        print(f"  {r.policy:<12} {r.mean:8.3f} +- {r.std:.3f}")
+    print(f"  results: {out / 'results.json'}, plots: {out / 'plots'}")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def _add_evaluate(e: argparse.ArgumentParser) -> None:
     e.add_argument("--data", help="MovieLens folder (ml-latest-small layout; default: the bundled sample)")
     e.add_argument("--recommenders", help="comma-separated names (default: every registered one that works offline)")
     e.add_argument("--k", type=int, default=10)
@@ -53,28 +209,159 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--llm-model", default="embedded",
                    help="LLM for them: 'embedded' (local, default) or a litellm model name")
     e.add_argument("--out", help="folder for offline_eval.{csv,json,md} (default: runs/evaluate-TIMESTAMP)")
+    _add_overwrite(e, "evaluation")
     e.add_argument("--no-progress", action="store_true")
 
-    c = sub.add_parser("compare", help="run several recommenders on the same users and seed; compare CTR, "
-                                       "diversity, coverage, Gini and regret")
+
+def _cmd_evaluate(args) -> int:
+    from recworld.simulator.output.folders import check_out, default_out
+    from recworld.simulator.registry import available
+    from recworld.simulator.studies.evaluate import evaluate_offline, markdown_table, write_results
+
+    names = _names(args.recommenders)
+    unknown = [n for n in names or [] if n not in available("recommenders")]
+    if unknown:
+        raise ValueError(f"unknown recommender(s) {', '.join(unknown)}; known: {', '.join(available('recommenders'))}")
+    if args.k < 1 or (args.users is not None and args.users < 1):
+        raise ValueError("--k and --users must be positive")
+    if args.llm_users < 1:
+        raise ValueError("--llm-users must be positive")
+    out = Path(args.out) if args.out else default_out("evaluate", None)
+    check_out(out, args.overwrite)                    # before the (long) evaluation
+    table = evaluate_offline(args.data, names, k=args.k, max_users=args.users, seed=args.seed,
+                             progress=not args.no_progress, llm_users=args.llm_users,
+                             llm={"model": args.llm_model})
+    out = write_results(table, out, {"data": args.data or "bundled sample", "k": args.k, "seed": args.seed},
+                        overwrite=args.overwrite)
+    print(markdown_table(table), end="")
+    print(f"written to {Path(out) / 'offline_eval.json'}")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def _add_compare(c: argparse.ArgumentParser) -> None:
     c.add_argument("scenario")
     c.add_argument("--recommenders", help="comma-separated names (default: the scenario's compare: list)")
     c.add_argument("--out", help="output folder (default: runs/compare-NAME-TIMESTAMP)")
+    _add_overwrite(c, "comparison")
     c.add_argument("--no-progress", action="store_true")
-    add_set(c)
+    _add_set(c)
 
-    s = sub.add_parser("sts", help="strategic text sequence study: search, the Kumar & Lakkaraju protocol on the "
-                                   "LLM recommenders, and the in-world A/B")
+
+def _cmd_compare(args) -> int:
+    from recworld.simulator.output.folders import check_out, default_out
+    from recworld.simulator.scenario import load_scenario, validate_plugins
+    from recworld.simulator.studies.compare import compare
+    from recworld.simulator.studies.evaluate import markdown_table
+
+    scn = load_scenario(args.scenario, args.overrides)
+    validate_plugins(scn, args.scenario)
+    out = Path(args.out) if args.out else default_out("compare", scn.name)
+    check_out(out, args.overwrite)
+    table = compare(scn, out, names=_names(args.recommenders), progress=not args.no_progress,
+                    overwrite=args.overwrite)
+    print(markdown_table(table), end="")
+    print(f"report: {out}/report.md")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- sts
+
+
+def _add_sts(s: argparse.ArgumentParser) -> None:
     s.add_argument("scenario", help="scenario YAML with an sts: section (e.g. scenarios/sts_coffee.yaml)")
     s.add_argument("--out", help="output folder (default: runs/sts-NAME-TIMESTAMP)")
+    _add_overwrite(s, "study")
     s.add_argument("--trials", type=int, help="protocol trials (default: sts.trials)")
     s.add_argument("--no-world", action="store_true", help="skip the in-world A/B")
     s.add_argument("--no-progress", action="store_true")
-    add_set(s)
+    _add_set(s)
 
-    ls = sub.add_parser("list", help="list the registered recommenders and brains")
-    ls.add_argument("kind", nargs="?", choices=["recommenders", "brains"])
+
+def _cmd_sts(args) -> int:
+    from recworld.simulator.output.folders import check_out, default_out
+    from recworld.simulator.scenario import load_scenario
+    from recworld.simulator.studies.sts import run_sts
+
+    overrides = list(args.overrides)
+    if args.trials is not None:
+        overrides.append(f"sts.trials={args.trials}")
+    if args.no_world:
+        overrides.append("sts.world=false")
+    name = load_scenario(args.scenario, overrides).name
+    out = Path(args.out) if args.out else default_out("sts", name)
+    check_out(out, args.overwrite)
+    with _output_folder(out, args.overwrite, "sts"):
+        res = run_sts(args.scenario, out, overrides, progress=not args.no_progress)
+    for s in res["studies"].values():
+        print(f"{s['catalog']}: target {s['target']!r}, STS {s['sts']!r}")
+        for rec, p in s["protocol"].items():
+            print(f"  {rec:<11} mean rank {p['mean_rank_without']:.2f} -> {p['mean_rank_with']:.2f}  "
+                  f"top-1 {p['top1_without']:.2f} -> {p['top1_with']:.2f}  advantage {p['advantage']:.2f}  "
+                  f"disadvantage {p['disadvantage']:.2f}  ({p['trials']} trials)")
+    if "world" in res:
+        d = res["world"]["difference"]
+        print(f"  world (with - without): impressions {d['target_impressions']:+d}, watches "
+              f"{d['target_watches']:+d}, chat mentions {d['target_chat_mentions']:+d}, post mentions "
+              f"{d['target_post_mentions']:+d}")
+    print(f"report: {out}/report.md")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- the table
+
+#: name -> (help, add_arguments, handler), in the order ``recworld --help`` lists them
+COMMANDS = {
+    "run": ("run a scenario and write a run folder", _add_run, _cmd_run),
+    "validate": ("check a scenario file; exit 0 if valid", _add_validate, _cmd_validate),
+    "train": ("train an RL policy on recworld/Session-v0 and evaluate it (needs recworld[rl])", _add_train,
+              _cmd_train),
+    "evaluate": ("offline leave-last-out evaluation of recommenders on MovieLens data", _add_evaluate,
+                 _cmd_evaluate),
+    "compare": (("run several recommenders on the same users and seed; compare CTR, diversity, coverage, Gini "
+                 "and regret"), _add_compare, _cmd_compare),
+    "sts": (("strategic text sequence study: search, the Kumar & Lakkaraju protocol on the LLM recommenders, "
+             "and the in-world A/B"), _add_sts, _cmd_sts),
+    "list": ("list the registered recommenders and brains", _add_list, _cmd_list),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    from recworld.simulator import __version__
+
+    p = argparse.ArgumentParser(prog="recworld", description="Agent-based user simulation for recommender systems.")
+    p.add_argument("--version", action="version", version=f"recworld {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, (help_text, add_arguments, handler) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_text)
+        add_arguments(sp)
+        sp.set_defaults(handler=handler)
     return p
+
+
+def _describe(e: OSError) -> str:
+    """An OS error as one line that names its path."""
+    if e.filename is not None and e.strerror:
+        where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 is not None else "")
+        return f"{where}: {e.strerror}"
+    return str(e)
+
+
+def _scenario_problem(e) -> str:
+    """A ScenarioError on one line when it has one problem (else the list, one per line)."""
+    problems = getattr(e, "problems", None) or []
+    if len(problems) != 1:
+        return str(e)
+    field, message = problems[0]
+    source = getattr(e, "source", None)
+    return f"invalid scenario{f' {source}' if source else ''}: {f'{field}: ' if field else ''}{message}"
+
+
+def _error(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,137 +370,16 @@ def main(argv: list[str] | None = None) -> int:
     from recworld.simulator.scenario import ScenarioError
 
     try:
-        if args.command == "validate":
-            from recworld.simulator.scenario import load_scenario, validate_plugins
-
-            scn = load_scenario(args.scenario, args.overrides)
-            validate_plugins(scn, args.scenario)
-            if args.print:
-                print(scn.to_yaml(), end="")
-            else:
-                print(f"{args.scenario}: valid")
-            return 0
-        if args.command == "list":
-            from recworld.simulator.registry import available
-
-            for kind in [args.kind] if args.kind else ["recommenders", "brains"]:
-                print(f"{kind}:")
-                for name, target in available(kind).items():
-                    print(f"  {name:<14} {target}")
-            return 0
-        if args.command == "compare":
-            import time
-
-            from recworld.simulator.studies.compare import compare
-            from recworld.simulator.studies.evaluate import markdown_table
-            from recworld.simulator.scenario import load_scenario, validate_plugins
-
-            scn = load_scenario(args.scenario, args.overrides)
-            validate_plugins(scn, args.scenario)
-            names = [n.strip() for n in args.recommenders.split(",")] if args.recommenders else None
-            out = args.out or f"runs/compare-{scn.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-            table = compare(scn, out, names=names, progress=not args.no_progress)
-            print(markdown_table(table), end="")
-            print(f"report: {out}/report.md")
-            return 0
-        if args.command == "sts":
-            import time
-
-            from recworld.simulator.studies.sts import run_sts
-
-            overrides = list(args.overrides)
-            if args.trials is not None:
-                overrides.append(f"sts.trials={args.trials}")
-            if args.no_world:
-                overrides.append("sts.world=false")
-            from recworld.simulator.scenario import load_scenario
-
-            name = load_scenario(args.scenario, overrides).name
-            out = args.out or f"runs/sts-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-            res = run_sts(args.scenario, out, overrides, progress=not args.no_progress)
-            for s in res["studies"].values():
-                print(f"{s['catalog']}: target {s['target']!r}, STS {s['sts']!r}")
-                for rec, p in s["protocol"].items():
-                    print(f"  {rec:<11} mean rank {p['mean_rank_without']:.2f} -> {p['mean_rank_with']:.2f}  "
-                          f"top-1 {p['top1_without']:.2f} -> {p['top1_with']:.2f}  advantage {p['advantage']:.2f}  "
-                          f"disadvantage {p['disadvantage']:.2f}  ({p['trials']} trials)")
-            if "world" in res:
-                d = res["world"]["difference"]
-                print(f"  world (with - without): impressions {d['target_impressions']:+d}, watches "
-                      f"{d['target_watches']:+d}, chat mentions {d['target_chat_mentions']:+d}, post mentions "
-                      f"{d['target_post_mentions']:+d}")
-            print(f"report: {out}/report.md")
-            return 0
-        if args.command == "evaluate":
-            import time
-            from pathlib import Path
-
-            from recworld.simulator.studies.evaluate import evaluate_offline, markdown_table, write_results
-            from recworld.simulator.registry import available
-
-            names = [n.strip() for n in args.recommenders.split(",")] if args.recommenders else None
-            unknown = [n for n in names or [] if n not in available("recommenders")]
-            if unknown:
-                raise ValueError(f"unknown recommender(s) {', '.join(unknown)}; known: {', '.join(available('recommenders'))}")
-            if args.k < 1 or (args.users is not None and args.users < 1):
-                raise ValueError("--k and --users must be positive")
-            if args.llm_users < 1:
-                raise ValueError("--llm-users must be positive")
-            table = evaluate_offline(args.data, names, k=args.k, max_users=args.users, seed=args.seed,
-                                     progress=not args.no_progress, llm_users=args.llm_users,
-                                     llm={"model": args.llm_model})
-            out = write_results(table, args.out or f"runs/evaluate-{time.strftime('%Y%m%d-%H%M%S')}",
-                                {"data": args.data or "bundled sample", "k": args.k, "seed": args.seed})
-            print(markdown_table(table), end="")
-            print(f"written to {Path(out) / 'offline_eval.json'}")
-            return 0
-        if args.command == "train":
-            import time
-            from pathlib import Path
-
-            from recworld.simulator.scenario import load_scenario, validate_plugins
-
-            scn = load_scenario(args.scenario, args.overrides)
-            validate_plugins(scn, args.scenario)
-            if args.steps < 1 or args.eval_seeds < 1 or args.eval_episodes < 1:
-                raise ValueError("--steps, --eval-seeds and --eval-episodes must be positive")
-            try:
-                from recworld.simulator.studies.rl import train_and_evaluate
-            except ImportError as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 1
-            out = Path(args.out or f"runs/train-{scn.name}-{args.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
-            res = train_and_evaluate(scn, out, args.algo, args.steps, args.seed, eval_seeds=args.eval_seeds,
-                                     eval_episodes=args.eval_episodes, progress=not args.no_progress)
-            print(f"policy: {res['model']}")
-            print(f"mean episode return ({scn.env.reward}) over {args.eval_seeds} seeds x {args.eval_episodes} episodes:")
-            for r in res["results"]:
-                print(f"  {r.policy:<12} {r.mean:8.3f} +- {r.std:.3f}")
-            print(f"  results: {out / 'results.json'}, plots: {out / 'plots'}")
-            return 0
-        if args.command == "run":
-            from recworld.simulator.run import run_scenario
-
-            out = run_scenario(args.scenario, args.out, args.overrides, progress=not args.no_progress,
-                               overwrite=args.overwrite)
-            metrics = json.loads((out / "metrics.json").read_text())
-            keys = ("sessions", "slates_shown", "ctr", "watches", "mean_rating", "catalog_coverage",
-                    "exposure_gini", "chats", "posts", "post_reach_mean")
-            print(f"run folder: {out}")
-            print("  " + "  ".join(f"{k}={metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
-                                   for k in keys if metrics.get(k) is not None))
-            print(f"  report: {out / 'report.md'}")
-            return 0
+        return args.handler(args)
     except ScenarioError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return _error(_scenario_problem(e), EXIT_USAGE)
+    except (FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+        return _error(_describe(e), EXIT_USAGE)
+    except ValueError as e:
+        return _error(str(e), EXIT_USAGE)
     except KeyboardInterrupt:
-        print("interrupted: events so far, metrics and report were written to the run folder", file=sys.stderr)
-        return 130
-    return 1
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -17,8 +17,13 @@ COLUMNS = ["ctr", "watches", "watch_minutes", "mean_rating", "genre_entropy_per_
            "exposure_gini", "regret_total", "regret_per_slate", "slates_shown"]
 
 
-def compare(scenario, out: str | Path, overrides=None, names: list[str] | None = None, progress: bool = True):
-    """Run every arm (``scenario.compare`` or ``names``); returns the comparison table."""
+def compare(scenario, out: str | Path, overrides=None, names: list[str] | None = None, progress: bool = True,
+            overwrite: bool = False):
+    """Run every arm (``scenario.compare`` or ``names``); returns the comparison table.
+
+    ``out`` must be new or empty (or, with ``overwrite``, an earlier comparison: see
+    ``prepare_out``); each arm's run folder is a sub-folder named after the arm."""
+    from recworld.simulator.output.folders import prepare_out, safe_name
     from recworld.simulator.run import load_run, run_scenario
     from recworld.simulator.scenario import CompareEntry, ScenarioError, load_scenario
 
@@ -27,15 +32,19 @@ def compare(scenario, out: str | Path, overrides=None, names: list[str] | None =
     if not arms:
         raise ScenarioError([("compare", "no recommenders to compare: add a compare: list to the scenario "
                                          "or pass --recommenders a,b,c")])
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out(out, overwrite, "compare")
     base = scn.model_dump(mode="json")
     base["compare"] = []
     base["output"]["oracle"] = True
-    rows, series = [], {}
+    rows, series, folders = [], {}, set()
     for arm in arms:
         cfg = dict(base, recommender={"name": arm.name, **arm.params})
-        folder = run_scenario(cfg, out / arm.display, progress=progress, overwrite=True)
+        name, n = safe_name(arm.display), 1
+        while name.lower() in folders:                  # --recommenders a,a: one folder each
+            n += 1
+            name = f"{safe_name(arm.display)}-{n}"
+        folders.add(name.lower())
+        folder = run_scenario(cfg, out / name, progress=progress)
         run = load_run(folder)
         ts = run.timeseries
         late = ts.iloc[len(ts) * 2 // 3:]                  # the last third of the run

@@ -89,9 +89,11 @@ def _score(name, rec, train, catalog, test, seen, k, discount, progress) -> dict
             "fit_s": round(t1 - t0, 3), "eval_s": round(time.perf_counter() - t1, 3)}
 
 
-def write_results(table: pd.DataFrame, out: str | Path, meta: dict) -> Path:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+def write_results(table: pd.DataFrame, out: str | Path, meta: dict, overwrite: bool = False) -> Path:
+    """``offline_eval.{csv,json,md}`` in a new output folder ``out`` (see ``prepare_out``)."""
+    from recworld.simulator.output.folders import prepare_out
+
+    out = prepare_out(out, overwrite, "evaluate")
     table.to_csv(out / "offline_eval.csv", index=False)
     (out / "offline_eval.json").write_text(json.dumps({**meta, "results": table.to_dict(orient="records")}, indent=2))
     (out / "offline_eval.md").write_text(markdown_table(table))
