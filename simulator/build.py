@@ -169,7 +169,8 @@ def build_world(scenario: Scenario, out_dir: str | Path, parts: Parts | None = N
 
     If the recommender or a brain needs an LLM and ``llm`` is not given, the scenario's
     ``llm`` service is started here (``model: embedded`` starts the local server) and
-    ``World.close()`` stops it; its calls are logged to ``out_dir/llm_calls.jsonl``.
+    ``World.close()`` stops it; its calls are logged to ``out_dir/llm_calls.jsonl``.  A started service is
+    checked first with one tiny call (``preflight``): a dead endpoint fails here, in seconds.
     """
     validate_plugins(scenario)
     parts = parts or build_parts(scenario)
@@ -179,6 +180,8 @@ def build_world(scenario: Scenario, out_dir: str | Path, parts: Parts | None = N
 
         llm = owned = service_from_scenario(scenario.llm, log_path=Path(out_dir) / "llm_calls.jsonl")
     try:
+        if owned is not None:
+            owned.preflight()          # a dead endpoint, a wrong model or api_base fails here, in seconds
         log = EventLog(out_dir, flush_every=scenario.output.flush_every, flush_seconds=scenario.output.flush_seconds)
         world = World(scenario, parts.catalog, parts.population, parts.graph, make_recommender(scenario, parts, llm),
                       make_brains(scenario, parts, llm), log, seed_streams(scenario)["users"], llm=llm)

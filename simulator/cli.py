@@ -57,7 +57,10 @@ def _output_folder(out: Path, overwrite: bool, kind: str):
 
 
 def _add_run(r: argparse.ArgumentParser) -> None:
-    r.add_argument("scenario", help="scenario YAML file")
+    r.add_argument("scenario", nargs="?", help="scenario YAML file")
+    r.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a run that did not complete, in its folder: LLM answers it already received "
+                        "are replayed from the response cache, only the rest go to the model")
     r.add_argument("--out", help="run folder (default: runs/NAME-seedN-TIMESTAMP)")
     r.add_argument("--overwrite", action="store_true",
                    help="replace an existing run in --out (only a folder RecWorld wrote, holding nothing else)")
@@ -81,13 +84,25 @@ def _cmd_run(args) -> int:
     from recworld.simulator.run import run_scenario
     from recworld.simulator.scenario import load_scenario
 
-    scn = load_scenario(args.scenario, args.overrides)     # a bad scenario is named before any folder
-    out = Path(args.out) if args.out else default_out(None, scn.name, scn.seed)
-    check_out(out, args.overwrite)                    # before the world is built: fail fast
-    t0 = time.time()
+    if args.resume:
+        if args.scenario or args.out or args.overrides or args.overwrite:
+            raise ValueError("--resume RUN_DIR takes the scenario, its settings and the folder from RUN_DIR: "
+                             "give no scenario, --out, --set or --overwrite with it")
+        from recworld.simulator.run import resume_run
+
+        out, t0 = Path(args.resume), time.time()
+        run = lambda: resume_run(out, progress=not args.no_progress)  # noqa: E731
+    else:
+        if not args.scenario:
+            raise ValueError("give a scenario file (recworld run SCENARIO) or --resume RUN_DIR")
+        scn = load_scenario(args.scenario, args.overrides)     # a bad scenario is named before any folder
+        out = Path(args.out) if args.out else default_out(None, scn.name, scn.seed)
+        check_out(out, args.overwrite)                    # before the world is built: fail fast
+        t0 = time.time()
+        run = lambda: run_scenario(args.scenario, out, args.overrides, progress=not args.no_progress,  # noqa: E731
+                                   overwrite=args.overwrite)
     try:
-        out = run_scenario(args.scenario, out, args.overrides, progress=not args.no_progress,
-                           overwrite=args.overwrite)
+        out = run()
     except (Exception, KeyboardInterrupt) as e:
         metrics = _run_status(out, t0)
         if metrics is None:                           # stopped before the run started: raised as it is
@@ -110,6 +125,15 @@ def _cmd_run(args) -> int:
     print("  " + "  ".join(f"{k}={metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
                            for k in keys if metrics.get(k) is not None))
     print(f"  report: {out / 'report.md'}")
+    resumed = metrics.get("resumed")
+    if resumed:
+        print(f"  resumed: replayed {resumed['replayed_from_cache']} LLM answers from the cache, "
+              f"{resumed['new_calls']} new calls (previous status: {resumed.get('previous_status')})")
+    llm = metrics.get("llm") or {}
+    if llm:
+        reasons = ", ".join(f"{k} {v}" for k, v in (llm.get("fallback_reasons") or {}).items())
+        print(f"  llm: {llm.get('requests', 0)} requests, {llm.get('calls', 0)} calls, "
+              f"{llm.get('fallbacks', 0)} fallbacks" + (f" ({reasons})" if reasons else ""))
     status = str(metrics.get("status", "completed"))
     print(f"status: {status} ({out})")
     code = STATUS_EXIT.get(status, EXIT_FAILED)

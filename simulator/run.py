@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -13,29 +16,30 @@ import pandas as pd
 
 log = logging.getLogger("recworld")
 
-RUN_MARKERS = ("scenario.yaml", "events.parquet", "events.parts")
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a run: handled like Ctrl-C (status ``interrupted``, everything written)."""
 
 
-def default_out(scenario) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{scenario.name}-seed{scenario.seed}-{stamp}"
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """While a run is in the main thread, SIGTERM raises ``Terminated`` instead of killing
+    the process with nothing written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
+    def handler(signum, frame):
+        raise Terminated(f"signal {signum}")
 
-def _holds_run(out: Path) -> bool:
-    return out.exists() and any((out / m).exists() for m in RUN_MARKERS)
-
-
-def _prepare(out: Path) -> None:
-    """An empty run folder (an earlier run in it is removed: the caller checked --overwrite)."""
-    if _holds_run(out):
-        import shutil
-
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 def run_scenario(scenario, out: str | Path | None = None, overrides: list[str] | None = None,
-                 progress: bool = True, overwrite: bool = False) -> Path:
+                 progress: bool = True, overwrite: bool = False, resumed: dict | None = None) -> Path:
     """Validate, build and run a scenario; returns the run folder.
 
     The folder gets ``scenario.yaml`` (resolved), ``events.parquet``, ``users.parquet``,
@@ -44,33 +48,49 @@ def run_scenario(scenario, out: str | Path | None = None, overrides: list[str] |
     still written (``metrics.json`` -> ``status``), then the error is raised again.
     """
     from recworld.simulator.build import build_parts, build_world
+    from recworld.simulator.output.folders import check_out, default_out, prepare_out
     from recworld.simulator.scenario import load_scenario, validate_plugins
 
     scn = load_scenario(scenario, overrides)
     validate_plugins(scn, str(scenario) if isinstance(scenario, (str, Path)) else None)
-    out = Path(out) if out is not None else default_out(scn)
-    if _holds_run(out) and not overwrite:
-        raise FileExistsError(f"{out} already holds a run; choose another --out or pass --overwrite")
+    out = Path(out) if out is not None else default_out(None, scn.name, scn.seed)
+    check_out(out, overwrite)           # an unsafe --out fails before any work
     t0 = time.perf_counter()
-    parts = build_parts(scn)            # data errors surface here, before the run folder exists
-    _prepare(out)
+    parts = build_parts(scn, progress=progress)     # data errors surface here, before the run folder exists
+    prepare_out(out, overwrite, kind="run")
     (out / "scenario.yaml").write_text(scn.to_yaml(), encoding="utf-8")
-    world = build_world(scn, out, parts)
+    try:
+        world = build_world(scn, out, parts)
+    except BaseException as e:          # e.g. the LLM endpoint failed its preflight: say so in the folder
+        (out / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        (out / "metrics.json").write_text(json.dumps({"status": "failed", "scenario": scn.name, "seed": scn.seed,
+                                                      "error": f"{type(e).__name__}: {e}"[:2000]}, indent=2))
+        raise
     _write_tables(out, parts)
     status, error = "completed", None
-    try:
-        world.run(progress=progress)
-    except KeyboardInterrupt as e:
-        status, error = "interrupted", e
-    except Exception as e:  # noqa: BLE001 - recorded, then re-raised below
-        status, error = "failed", e
-        (out / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-    finally:
-        world.close()
+    with sigterm_interrupts():
+        try:
+            world.run(progress=progress)
+        except KeyboardInterrupt as e:
+            status, error = "interrupted", e
+        except Exception as e:  # noqa: BLE001 - recorded, then re-raised below
+            status, error = "failed", e
+            (out / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        finally:
+            world.close(cancel=status != "completed")
     wall = time.perf_counter() - t0
     try:
+        extra = world_stats(world)
+        if status == "completed":
+            status = llm_status(scn, extra)
+        if resumed is not None:
+            llm = extra.get("llm") or {}
+            extra["resumed"] = dict(resumed, replayed_from_cache=int(llm.get("cache_hits", 0)),
+                                    new_calls=int(llm.get("calls", 0)))
+            log.info("resumed %s: %d LLM answers replayed from the cache, %d new calls", out,
+                     extra["resumed"]["replayed_from_cache"], extra["resumed"]["new_calls"])
         finish(out, scn, parts, sim_minutes=world.env.now, status=status, wall_seconds=wall,
-               extra=world_stats(world))
+               extra=extra, overrides=overrides)
     except Exception:
         if error is None:
             raise
@@ -78,6 +98,35 @@ def run_scenario(scenario, out: str | Path | None = None, overrides: list[str] |
     if error is not None:
         raise error
     return out
+
+
+def resume_run(path: str | Path, progress: bool = True) -> Path:
+    """Continue a run that did not complete (interrupted, failed, degraded or killed) in its
+    own folder.  The world is rebuilt from the folder's resolved ``scenario.yaml`` with the
+    same seed, so it retraces the same events; every LLM answer the first attempt received
+    comes back from the response cache (``llm.cache``) and only what was never answered
+    goes to the model.  ``metrics.json`` -> ``resumed`` says how much was replayed."""
+    from recworld.simulator.output.folders import is_run_folder
+    from recworld.simulator.scenario import load_scenario
+
+    p = Path(path)
+    if not is_run_folder(p, "run"):
+        raise FileNotFoundError(f"{p} is not a run folder RecWorld created (no .recworld-run.json): nothing to resume")
+    if not (p / "scenario.yaml").exists():
+        raise FileNotFoundError(f"{p} has no scenario.yaml: the run stopped before it began; start it again")
+    previous = {}
+    if (p / "metrics.json").exists():
+        try:
+            previous = json.loads((p / "metrics.json").read_text(encoding="utf-8"))
+        except ValueError:
+            previous = {}
+    if previous.get("status") == "completed":
+        raise ValueError(f"{p} holds a completed run: nothing to resume")
+    scn = load_scenario(p / "scenario.yaml")
+    if not scn.llm.cache:
+        log.warning("llm.cache is off for %s: resuming asks the model again for every decision", p)
+    return run_scenario(scn, p, progress=progress, overwrite=True,
+                        resumed={"previous_status": previous.get("status", "killed")})
 
 
 def _write_tables(out: Path, parts) -> None:
@@ -106,22 +155,41 @@ def world_stats(world) -> dict:
     return extra
 
 
+def llm_status(scn, extra: dict) -> str:
+    """``degraded`` when more of the run's LLM requests or decisions fell back than
+    ``llm.max_fallback_rate`` allows, else ``completed``."""
+    llm = extra.get("llm")
+    if not llm:
+        return "completed"
+    rates = [llm.get("fallbacks", 0) / max(llm.get("requests", 0), 1)]
+    if llm.get("brain_decisions"):
+        rates.append(llm.get("brain_fallbacks", 0) / llm["brain_decisions"])
+    rec = extra.get("recommender_stats") or {}
+    if rec.get("requests"):
+        rates.append(rec.get("fallbacks", 0) / rec["requests"])
+    llm["fallback_rate_max"] = round(max(rates), 4)
+    return "degraded" if max(rates) > scn.llm.max_fallback_rate else "completed"
+
+
 def finish(out: Path, scn, parts, sim_minutes: float, status: str, wall_seconds: float,
-           extra: dict | None = None) -> dict:
+           extra: dict | None = None, overrides: list[str] | None = None) -> dict:
     """Metrics, time series and report from the event log in ``out``."""
     import numpy as np
 
     from recworld.simulator.engine.events import read_events
     from recworld.simulator.output.metrics import compute_metrics, impressions, time_series
+    from recworld.simulator.output.provenance import provenance
     from recworld.simulator.output.report import write_report
 
     events = read_events(out)
     duration = max(float(sim_minutes), 1.0)
     metrics = {"status": status, "scenario": scn.name, "seed": scn.seed,
                "recommender": scn.recommender.name, "brain": scn.population.brain.name,
-               "wall_seconds": round(wall_seconds, 3)}
+               "wall_seconds": round(wall_seconds, 3), "simulated_days": round(float(sim_minutes) / 1440.0, 4),
+               "overrides": list(overrides or [])}
     metrics.update(compute_metrics(events, parts.catalog, len(parts.population), duration))
     metrics.update(extra or {})
+    metrics["provenance"] = provenance(scn)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     ts = time_series(events, parts.catalog, duration)
     ts.to_csv(out / "timeseries.csv", index=False)

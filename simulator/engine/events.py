@@ -170,7 +170,7 @@ def read_events(folder: str | Path):
         return _to_pandas(pq.read_table(path))
     parts = sorted((folder / "events.parts").glob("part-*.parquet"))
     if not parts:
-        if (folder / "events.parts").is_dir() or (folder / "scenario.yaml").exists():
+        if any((folder / f).exists() for f in ("events.parts", "scenario.yaml", ".recworld-run.json")):
             return _to_pandas(EVENT_SCHEMA.empty_table())     # a run that wrote no events yet
         raise FileNotFoundError(f"{folder} has no events.parquet and no events.parts/: is it a RecWorld run folder?")
     return _to_pandas(pa.concat_tables([pq.read_table(p, schema=EVENT_SCHEMA) for p in parts]))

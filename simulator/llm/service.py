@@ -56,6 +56,10 @@ class LLMUnavailableError(RuntimeError):
     malformed ``api_base``, or no answer within the preflight timeout."""
 
 
+#: failures of a live endpoint that a retry may fix (the preflight lets them pass)
+TRANSIENT = ("rate_limited", "http_5xx")
+
+
 class CallFailed(RuntimeError):
     """A completion that gave no answer; ``reason`` is one of ``REASONS``."""
 
@@ -391,6 +395,7 @@ class LLMService:
         if s.api_key_env and not self._key:
             raise ValueError(f"llm.api_key_env names {s.api_key_env}, but that environment variable is not set")
         self.server = None                                 # an embedded server this service owns (stopped by close)
+        self._in_flight = 0                                # calls sent and not yet answered (on the service's loop)
         self.cache: ResponseCache | None = None
         self._cache_write_errors = 0                       # of caches already closed
         self._log_file = None
@@ -506,7 +511,13 @@ class LLMService:
         raises ``CallFailed``.  With ``breaker``, the call goes through the circuit breaker: it is
         refused while the circuit is open, and its outcome (after its retries) is counted."""
         cfg, lib = self.config, self._lib()
-        timeout = cfg.timeout_s if timeout_s is None else timeout_s
+        local = self.server is not None
+        if timeout_s is None and local:
+            # the embedded server decodes server_slots requests at once and queues the rest: a
+            # request's time budget covers the queue ahead of it, not only its own decoding
+            timeout = cfg.timeout_s * max(1, -(-(self._in_flight + 1) // max(1, self.server.parallel)))
+        else:
+            timeout = cfg.timeout_s if timeout_s is None else timeout_s
         retries = cfg.retries if retries is None else retries
         kwargs = dict(model=cfg.model, messages=messages, timeout=timeout, num_retries=0, **params, **(extra or {}))
         if cfg.api_base:
@@ -526,12 +537,15 @@ class LLMService:
                 if attempt and breaker and not probe and self.breaker.is_open:   # opened meanwhile: stop
                     raise CallFailed(f"circuit open: {self.breaker.status()}", "circuit_open")
                 r.calls += 1
+                self._in_flight += 1
                 try:
                     resp = await asyncio.wait_for(lib.acompletion(**kwargs), timeout=timeout + 5)
                     content = resp.choices[0].message.content or ""
                 except Exception as e:  # noqa: BLE001 - classified below
                     msg = self.scrub(f"{type(e).__name__}: {e}")[:500]
                     retry = _retryable(e) or isinstance(e, asyncio.TimeoutError)
+                    if local and _reason(e) == "timeout":
+                        retry = False        # sending it again to a busy local server only lengthens its queue
                     if not retry or attempt == retries:
                         if breaker:
                             self.breaker.failure(msg)
@@ -541,6 +555,8 @@ class LLMService:
                     await asyncio.sleep(delay * (0.5 + self._jitter.random()))
                     delay *= 2
                     continue
+                finally:
+                    self._in_flight -= 1
                 if breaker:
                     self.breaker.success()
                 settled = True
@@ -644,6 +660,10 @@ class LLMService:
             await self._call([{"role": "user", "content": "Reply with OK."}], {"temperature": 0.0, "max_tokens": 4},
                              None, r, retries=0, timeout_s=timeout_s, breaker=False, extra={"max_retries": 0})
         except CallFailed as e:
+            if e.reason in TRANSIENT:       # the endpoint is there and knows the model, only busy right now
+                log.warning("LLM preflight: %s answered %s (%s); going on, the run retries such errors",
+                            where, e.reason, self.scrub(str(e))[:200])
+                return
             raise LLMUnavailableError(self.scrub(f"LLM unavailable: {where}: {e} ({e.reason})")) from None
 
     def preflight(self, timeout_s: float = 10.0) -> None:

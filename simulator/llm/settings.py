@@ -48,7 +48,7 @@ class LLMSettings(BaseModel):
         "auto = llguidance grammar on the embedded server, the OpenAI json_schema response format elsewhere"))
     input_cost_per_token: float | None = Field(None, ge=0)
     output_cost_per_token: float | None = Field(None, ge=0)
-    max_fallback_rate: float = Field(0.5, ge=0, le=1, description=(
+    max_fallback_rate: float = Field(0.05, ge=0, le=1, description=(
         "a run whose LLM requests (or LLM decisions) fall back more often than this ends 'degraded'"))
     audit: bool = Field(True, description=(
         "llm_calls.jsonl keeps each call's messages and answer (API key scrubbed); false = prompt hash only"))

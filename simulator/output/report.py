@@ -85,20 +85,61 @@ def make_plots(folder: Path, ts: pd.DataFrame, shown_counts: np.ndarray) -> dict
     return out
 
 
+STATUS_TEXT = {
+    "completed": "the run completed",
+    "degraded": "the run is DEGRADED: too many LLM decisions fell back to the parametric model",
+    "failed": "the run FAILED (see error.txt); the figures cover the events before the failure",
+    "interrupted": "the run was INTERRUPTED; the figures cover the events before it stopped",
+}
+
+
+def status_line(status: str, metrics: dict) -> str:
+    """The report's first line after the title: the status, and the LLM fallbacks if any."""
+    text = f"**Status: {status}** — {STATUS_TEXT.get(status, status)}."
+    llm = metrics.get("llm") or {}
+    if llm:
+        text += (f" LLM requests: {llm.get('requests', llm.get('calls', 0)):,}, network calls: {llm.get('calls', 0):,}, "
+                 f"fallbacks: {llm.get('fallbacks', 0):,}")
+        if llm.get("brain_decisions"):
+            text += f"; brain decisions: {llm['brain_decisions']:,}, of which fell back: {llm.get('brain_fallbacks', 0):,}"
+        text += "."
+    return text
+
+
+def llm_lines(metrics: dict) -> list[str]:
+    llm = metrics.get("llm") or {}
+    reasons = llm.get("fallback_reasons") or {}
+    if not reasons:
+        return []
+    return ["Fallback reasons: " + ", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items(), key=lambda x: -x[1]))
+            + ".", ""]
+
+
 def write_report(folder: Path, scenario, metrics: dict, ts: pd.DataFrame, shown_counts: np.ndarray,
                  status: str = "completed", plots: bool = True) -> Path:
     folder = Path(folder)
     images = make_plots(folder, ts, shown_counts) if plots else {}
-    lines = [
-        f"# RecWorld run: {scenario.name}",
-        "",
-        scenario.description.strip() if scenario.description else "",
-        "",
-        f"- status: **{status}**",
-        f"- seed: {scenario.seed}; simulated days: {scenario.duration_days:g}",
+    lines = [f"# RecWorld run: {scenario.name}", "", status_line(status, metrics), ""]
+    lines += llm_lines(metrics)
+    overrides = metrics.get("overrides") or []
+    if scenario.description:
+        note = (f" (as written in the scenario file; this run overrides {', '.join(f'`{o}`' for o in overrides)}, "
+                "so parts of it may not apply)") if overrides else ""
+        lines += [f"Scenario description{note}:", "", "> " + " ".join(scenario.description.split()), ""]
+    groups = "".join(f" + {g.share:.0%} {g.brain.name}" for g in scenario.population.groups)
+    lines += [
+        f"- seed: {scenario.seed}; simulated days: {metrics.get('simulated_days', scenario.duration_days):g} "
+        f"of {scenario.duration_days:g} planned",
         f"- data: {scenario.data.source}; users: {scenario.population.size}; "
-        f"brain: {scenario.population.brain.name}; recommender: {scenario.recommender.name}",
+        f"brain: {scenario.population.brain.name}{groups}; recommender: {scenario.recommender.name}",
         f"- social graph: {scenario.social.graph}",
+    ]
+    prov = metrics.get("provenance") or {}
+    if prov:
+        commit = prov.get("git_commit") or "not a git checkout"
+        lines.append(f"- made by RecWorld {prov.get('recworld')} (commit {commit}), Python {prov.get('python')}; "
+                     f"scenario hash {str(prov.get('scenario_sha256', ''))[:12]}")
+    lines += [
         "",
         "## Metrics",
         "",
@@ -111,7 +152,7 @@ def write_report(folder: Path, scenario, metrics: dict, ts: pd.DataFrame, shown_
     for title, rel in images.items():
         lines += ["", f"## {title}", "", f"![{title}]({rel})"]
     lines += ["", "Files: `scenario.yaml` (resolved), `events.parquet`, `users.parquet`, `items.parquet`, "
-              "`metrics.json`, `timeseries.csv`. Load them with `simulator.load_run(folder)`.", ""]
+              "`metrics.json`, `timeseries.csv`. Load them with `recworld.load_run(folder)`.", ""]
     path = folder / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

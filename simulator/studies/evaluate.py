@@ -51,7 +51,7 @@ def evaluate_offline(path=None, recommenders=None, k: int = 10, max_users: int |
         for name in names:
             cls = registry.load("recommenders", name)
             kw, users_df = {}, test
-            if getattr(cls, "needs_llm", False):
+            if cls.needs_llm:
                 if service is None:
                     from recworld.simulator.llm.service import service_from_scenario
                     from recworld.simulator.scenario import LLMSection

@@ -185,7 +185,7 @@ DEFAULT_BASELINES = ("random", "popularity", "slate_ts")
 
 def train_and_evaluate(scenario, out: str | Path, algo: str = "ppo", steps: int = 30_000, seed: int = 0,
                        overrides=None, eval_seeds: int = 5, eval_episodes: int = 100,
-                       baselines=DEFAULT_BASELINES, progress: bool = True) -> dict:
+                       baselines=DEFAULT_BASELINES, progress: bool = True, overwrite: bool = False) -> dict:
     """Train, save ``model.zip`` + ``policy.json``, write the learning curve and an evaluation of
     the policy against baselines on the same seeds (``results.json``, ``plots/``)."""
     import logging
@@ -197,8 +197,10 @@ def train_and_evaluate(scenario, out: str | Path, algo: str = "ppo", steps: int 
 
     log = logging.getLogger("recworld")
     scn = load_scenario(scenario, overrides)
-    out = Path(out)
-    (out / "plots").mkdir(parents=True, exist_ok=True)
+    from recworld.simulator.output.folders import prepare_out
+
+    out = prepare_out(out, overwrite, "train")
+    (out / "plots").mkdir(exist_ok=True)
     (out / "scenario.yaml").write_text(scn.to_yaml())
     curve = _curve_callback(steps, progress)
     model = train(scn, algo=algo, steps=steps, seed=seed, callback=curve)

@@ -274,13 +274,14 @@ def world_effect(with_dir: Path, without_dir: Path, target_name: str) -> dict:
 # ----------------------------------------------------------------------------- the study
 
 
-def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progress: bool = True) -> dict:
+def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progress: bool = True,
+            overwrite: bool = False) -> dict:
     """Run the scenario's STS study (search, protocol, in-world A/B); returns the results
     (also written to ``out/results.json`` with ``report.md`` and ``plots/``)."""
     from recworld.simulator.build import build_parts
     from recworld.simulator.llm.service import service_from_scenario
     from recworld.simulator.output.progress import progress_bar
-    from recworld.simulator.run import run_scenario
+    from recworld.simulator.run import run_scenario, sigterm_interrupts
     from recworld.simulator.scenario import ScenarioError, load_scenario, validate_plugins
 
     scn = load_scenario(scenario, overrides)
@@ -292,8 +293,10 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
     if not st.text and st.optimize.budget_calls == 0:
         raise ScenarioError([("sts.text", "empty, and sts.optimize.budget_calls is 0: give an STS or a budget "
                                           "to search one")])
-    out = Path(out)
-    (out / "plots").mkdir(parents=True, exist_ok=True)
+    from recworld.simulator.output.folders import prepare_out
+
+    out = prepare_out(out, overwrite, "sts")
+    (out / "plots").mkdir(exist_ok=True)
     from recworld.simulator.data.sources import load_products
 
     base = load_scenario(scn.model_dump(mode="json"), ["sts.inject=false"])
@@ -308,9 +311,11 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
     # ranking is its whole loop)
     total = len(studies) * (budget + n_trials * 2 * len(st.recommenders))
     results = {"scenario": scn.name, "target": st.target, "position": st.position, "model": scn.llm.model,
-               "embedded_model": getattr(scn.llm, "embedded_model", None), "status": "running", "studies": {}}
+               "embedded_model": scn.llm.embedded_model, "status": "running", "studies": {}}
     llm = service_from_scenario(scn.llm, log_path=out / "llm_calls.jsonl")
     bar = progress_bar(total=total, desc="sts", unit="ranking", enabled=progress, dynamic_ncols=True)
+    stop_on_sigterm = sigterm_interrupts()            # SIGTERM ends the study like Ctrl-C, results written
+    stop_on_sigterm.__enter__()
     try:
         for k, (name, cat, target, domain, text) in enumerate(studies):
             seed = np.random.SeedSequence([scn.seed, 5757, k])
@@ -340,7 +345,7 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
             for arm, inject_it in (("without", False), ("with", True)):
                 cfg = scn.model_dump(mode="json")
                 cfg["sts"].update(text=sts_text, inject=inject_it)
-                arms[arm] = run_scenario(cfg, out / f"world_{arm}", progress=progress, overwrite=True)
+                arms[arm] = run_scenario(cfg, out / f"world_{arm}", progress=progress)
             results["world"] = world_effect(arms["with"], arms["without"], results["studies"]["main"]["target"])
             results["world"]["recommender"] = scn.recommender.name
             results["world"]["brains"] = sorted({scn.population.brain.name}
@@ -350,7 +355,9 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
         results["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else f"failed: {e!r}"[:500]
         raise
     finally:
+        stop_on_sigterm.__exit__(None, None, None)
         bar.close()
+        _write(out, results)                        # first: what was measured is kept even if closing hangs
         results.setdefault("llm", llm.metrics())
         llm.close()
         _write(out, results)
