@@ -200,12 +200,15 @@ class LLMBrain(Brain):
         line = f"{n}. {c.titles[item]} [{genres}]"
         return line + (f" - {text}" if text and text != c.titles[item] else "")
 
-    def _request(self, state: UserState, prompt: str, schema, purpose: str):
+    def _request(self, state: UserState, prompt: str, schema, purpose: str, now: float):
+        """One LLM request; its log record names the user, the session and the simulated time
+        of the decision, so ``Run.decisions()`` can join it to the events it produced."""
         from recworld.simulator.llm.service import LLMRequest
 
         seed = int(state.rng.integers(2**31 - 1))
         return LLMRequest([{"role": "system", "content": self.persona(state)}, {"role": "user", "content": prompt}],
-                          schema, seed, {"user": state.user_id, "purpose": purpose})
+                          schema, seed, {"user": state.user_id, "purpose": purpose, "session": state.session,
+                                         "sim_time": float(now)})
 
     def _failed(self, result, what: str, state: UserState) -> bool:
         """Count the decision; True if its answer is unusable (the caller falls back)."""
@@ -232,7 +235,7 @@ class LLMBrain(Brain):
         prompt = self.templates["activity"].safe_substitute(
             day=day, clock=clock, memories=self._memories(state, "what to do next", now),
             heard=("You heard about: " + "; ".join(heard) + ".") if heard else "")
-        req = self._request(state, prompt, ActivityAnswer, "activity")
+        req = self._request(state, prompt, ActivityAnswer, "activity", now)
 
         def then(results):
             r = results[0]
@@ -248,7 +251,7 @@ class LLMBrain(Brain):
     def _reflect(self, state: UserState, now: float, then):
         mem = self.memory(state)
         recent = "\n".join(f"- {m.text}" for m in mem.important())
-        req = self._request(state, self.templates["reflect"].safe_substitute(memories=recent), Insight, "reflect")
+        req = self._request(state, self.templates["reflect"].safe_substitute(memories=recent), Insight, "reflect", now)
 
         def done(results):
             r = results[0]
@@ -272,7 +275,7 @@ class LLMBrain(Brain):
             memories=self._memories(state, listing, now),
             query_note=f" for your search '{query}'" if query else "")
         schema = page_schema(n, self.params.max_watch_per_page)
-        req = self._request(state, prompt, schema, "page")
+        req = self._request(state, prompt, schema, "page", now)
 
         def then(results):
             r = results[0]
@@ -314,7 +317,7 @@ class LLMBrain(Brain):
                 partner_id=other.user_id, dialogue=so_far,
                 topics="; ".join(self.catalog.titles[i] for i in topics[t % 2]) or "(none in particular)",
                 memories=self._memories(me, so_far, now))
-            req = self._request(me, prompt, ChatTurn, "chat")
+            req = self._request(me, prompt, ChatTurn, "chat", now)
 
             def then(results):
                 r = results[0]
@@ -353,7 +356,7 @@ class LLMBrain(Brain):
         prompt = self.templates["post"].safe_substitute(
             title=self.catalog.titles[draft.item], rating=f"{rating:g}",
             memories=self._memories(state, self.catalog.titles[draft.item], now))
-        req = self._request(state, prompt, PostText, "post")
+        req = self._request(state, prompt, PostText, "post", now)
 
         def then(results):
             r = results[0]
@@ -367,7 +370,7 @@ class LLMBrain(Brain):
             return self.fallback.read_post(state, post, now)
         prompt = (f"User {post.author} posted: \"{post.text}\" (about {self.catalog.titles[post.item]}).\n"
                   "Are you interested in that movie, and do you re-post it to your own followers?")
-        req = self._request(state, prompt, Reaction, "read_post")
+        req = self._request(state, prompt, Reaction, "read_post", now)
 
         def then(results):
             r = results[0]

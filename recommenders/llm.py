@@ -71,6 +71,11 @@ def rank_by_first_mention(text: str, names: list[str]) -> np.ndarray:
     return ranks
 
 
+def _meta(request: SlateRequest) -> dict:
+    """What the call log records about the request behind an LLM call (``Run.decisions()``)."""
+    return {"user": request.user_id, "sim_time": float(request.time)}
+
+
 class LLMStats:
     def __init__(self):
         self.requests = 0
@@ -174,12 +179,13 @@ class LLMRanker(BaseRecommender):
         return [{"role": "system", "content": self.params.system_prompt}, {"role": "user", "content": user}]
 
     def llm_rank(self, items: np.ndarray, request_text: str, profile: str, purpose: str = "rank",
-                 seed: int | None = None) -> tuple[np.ndarray, bool]:
+                 seed: int | None = None, meta: dict | None = None) -> tuple[np.ndarray, bool]:
         """``items`` reordered by the LLM (unmentioned ones keep their order, after the
         mentioned ones); the flag is False when the answer named none of them."""
         if len(items) == 0:
             return items, True
-        r = self.llm.complete(self.ranking_messages(items, request_text, profile), None, seed, purpose=purpose)
+        r = self.llm.complete(self.ranking_messages(items, request_text, profile), None, seed, purpose=purpose,
+                              **(meta or {}))
         self.llm_stats.add(r)
         ranks = rank_by_first_mention(r.text or "", [short_name(self.catalog.titles[i]) for i in items])
         self.last_ranks = {int(i): int(k) for i, k in zip(items, ranks)}
@@ -205,7 +211,8 @@ class LLMRanker(BaseRecommender):
         top = base[: self.params.candidates]
         shown = self.rng.permutation(top) if self.params.shuffle else top
         seed = int(self.rng.integers(2**31 - 1))
-        ranked, _ = self.llm_rank(shown, self.request_text(request), self.profile(request), seed=seed)
+        ranked, _ = self.llm_rank(shown, self.request_text(request), self.profile(request), seed=seed,
+                                  meta=_meta(request))
         return np.concatenate([ranked, base[self.params.candidates:]])
 
 
@@ -303,7 +310,7 @@ class ToolRec(LLMRanker):
                     {"role": "user", "content": f"The user: {profile}. {task}"}]
         pool: list[int] = []
         for rnd in range(self.params.max_rounds):
-            r = self.llm.complete(messages, ToolAction, seed + rnd, purpose="toolrec_action")
+            r = self.llm.complete(messages, ToolAction, seed + rnd, purpose="toolrec_action", **_meta(request))
             st.add(r)
             if not r.ok:
                 st.fallbacks += 1
@@ -326,7 +333,7 @@ class ToolRec(LLMRanker):
                     obs = "Nothing gathered yet to rerank; retrieve first."
                 else:
                     ranked, _ = self.llm_rank(np.array(pool), f"rank by {a.attribute}: {a.value}", profile,
-                                              purpose="toolrec_rerank", seed=seed + 100 + rnd)
+                                              purpose="toolrec_rerank", seed=seed + 100 + rnd, meta=_meta(request))
                     pool = [int(i) for i in ranked[:k]]
                     obs = "Kept: " + "; ".join(short_name(self.catalog.titles[i]) for i in pool[:10])
             messages.append({"role": "user", "content": f"Observation: {obs}\nNext action?"})
@@ -335,5 +342,6 @@ class ToolRec(LLMRanker):
         shown = np.array(pool[: self.params.pool])
         if self.params.shuffle:                        # the final list in a random order, as the ranker's
             shown = self.rng.permutation(shown)
-        ranked, _ = self.llm_rank(shown, final_request, profile, purpose="toolrec_final", seed=seed + 999)
+        ranked, _ = self.llm_rank(shown, final_request, profile, purpose="toolrec_final", seed=seed + 999,
+                                  meta=_meta(request))
         return ranked

@@ -211,6 +211,7 @@ class Run:
     users: pd.DataFrame | None = None
     items: pd.DataFrame | None = None
     timeseries: pd.DataFrame | None = None
+    _llm_calls: pd.DataFrame | None = None
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, {len(self.events)} events, status={self.metrics.get('status')!r})"
@@ -218,6 +219,62 @@ class Run:
     def of_kind(self, kind: str) -> pd.DataFrame:
         """Events of one kind (``'watch'``, ``'slate'``, ...)."""
         return self.events[self.events["kind"] == kind]
+
+    @property
+    def llm_calls(self) -> pd.DataFrame:
+        """Every LLM request of the run (``llm_calls.jsonl``): who asked (``user_id``, ``session``,
+        ``sim_time``), why (``purpose``), the prompt ``messages`` and the ``answer`` (kept unless
+        ``llm.audit: false``), the validated ``parsed`` answer, ``fallback`` and its ``error``,
+        calls, tokens, latency, cost and cache hits.  Empty for runs without an LLM."""
+        if self._llm_calls is None:
+            self._llm_calls = read_llm_calls(self.path)
+        return self._llm_calls
+
+    def decisions(self) -> pd.DataFrame:
+        """The LLM calls joined to what they decided: for a page decision, the slate it was
+        about (``slate_id``, ``items``) and the items the user then watched (``watched``),
+        with the ratings (``ratings``); for every call, the activity of the session it was in
+        (``activity``).  One row per call, in the order they were made."""
+        calls = self.llm_calls
+        if calls.empty:
+            return calls.assign(slate_id=pd.Series(dtype="Int64"), items=None, watched=None, ratings=None,
+                                activity=None)
+        ev = self.events
+        slates = ev[ev["kind"] == "slate"][["user_id", "time", "slate_id", "items"]]
+        slates = slates.rename(columns={"time": "sim_time"}).drop_duplicates(["user_id", "sim_time"])
+        out = calls.merge(slates, on=["user_id", "sim_time"], how="left")
+        out.loc[out["purpose"] != "page", ["slate_id", "items"]] = None
+        watches = ev[ev["kind"] == "watch"].groupby("slate_id")["item_id"].agg(list)
+        rates = ev[ev["kind"] == "rate"].groupby("slate_id")["value"].agg(list)
+        out["watched"] = out["slate_id"].map(watches)
+        out["ratings"] = out["slate_id"].map(rates)
+        starts = ev[ev["kind"] == "session_start"].set_index(["user_id", "session"])["text"]
+        starts = starts[~starts.index.duplicated()]
+        keys = list(zip(out["user_id"], out["session"]))
+        out["activity"] = [starts.get(k) if k[1] is not None and not pd.isna(k[1]) else None for k in keys]
+        return out
+
+
+def read_llm_calls(folder: str | Path) -> pd.DataFrame:
+    """``llm_calls.jsonl`` of a run folder as a DataFrame (an empty one if there is none; a
+    line cut short by a hard kill is skipped)."""
+    f = Path(folder) / "llm_calls.jsonl"
+    rows = []
+    if f.exists():
+        for line in f.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+    df = pd.DataFrame(rows)
+    for col in ("user", "session", "sim_time", "purpose", "messages", "answer", "parsed", "fallback", "error"):
+        if col not in df.columns:
+            df[col] = None
+    df = df.rename(columns={"user": "user_id"})
+    df["user_id"] = pd.array(df["user_id"], dtype="Int64")
+    df["session"] = pd.array(df["session"], dtype="Int64")
+    df["sim_time"] = pd.to_numeric(df["sim_time"], errors="coerce")
+    return df
 
 
 def load_run(path: str | Path) -> Run:

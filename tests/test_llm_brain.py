@@ -204,3 +204,26 @@ def test_embeddings_are_stable_and_unit_length():
     a, b = embed("Toy Story comedy"), embed("Toy Story comedy")
     assert np.array_equal(a, b) and abs(float(np.linalg.norm(a)) - 1) < 1e-6
     assert float(a @ embed("toy story")) > float(a @ embed("horror in space"))
+
+
+def test_load_run_joins_every_llm_decision_to_what_it_produced(small_scenario, tmp_path):
+    """The audit trail: each page decision's prompt and answer, the slate it saw, what was watched."""
+    with FakeLLMServer(answer) as srv:
+        r = run(llm_scenario(small_scenario, srv, tmp_path, cache=False), tmp_path / "run")
+    calls = r.llm_calls
+    assert len(calls) == len(calls_log(r)) > 0
+    assert calls["messages"].map(lambda m: isinstance(m, list) and len(m) == 2).all()
+    assert calls["answer"].notna().all() and calls["user_id"].notna().all()
+    d = r.decisions()
+    pages = d[(d["purpose"] == "page") & ~d["fallback"].astype(bool)]
+    assert len(pages) > 0 and pages["slate_id"].notna().all()
+    slates = r.of_kind("slate").set_index("slate_id")
+    checked = 0
+    for _, row in pages.iterrows():
+        shown = list(slates.at[row["slate_id"], "items"])
+        assert list(row["items"]) == shown
+        picked = [shown[w["item"] - 1] for w in row["parsed"]["watch"] if 1 <= w["item"] <= len(shown)]
+        assert list(dict.fromkeys(picked)) == list(row["watched"] if isinstance(row["watched"], list) else [])
+        checked += 1
+    assert checked > 0
+    assert set(d["activity"].dropna()) <= {"browse", "search", "chat", "post", "idle"}
