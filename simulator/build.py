@@ -78,8 +78,10 @@ def build_parts(scenario: Scenario, progress: bool | None = None) -> Parts:
                       dynamic_ncols=True) as bar:
         bar.set_postfix_str("catalog", refresh=True)
         if d.source == "movielens":
-            ml = load_movielens(d.path or bundled_movielens_path(), n_tags=d.n_tags)
+            # with a holdout, only the history comes back: the held-out ratings never reach the world
+            ml = load_movielens(d.path or bundled_movielens_path(), n_tags=d.n_tags, holdout=d.holdout)
             catalog, interactions = ml.catalog, ml.ratings
+            del ml
             check_memory(len(catalog), len(catalog.genre_names))
             bar.update()
             bar.set_postfix_str("population", refresh=True)

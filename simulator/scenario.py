@@ -41,12 +41,42 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class HoldoutConfig(Strict):
+    """Ratings kept out of the world, for evaluation (``recworld.simulator.data.holdout``):
+    profiles, catalog popularity and quality, tags, the recommender's warm start and every
+    fitted weight use the rest (the history) only."""
+    by: Literal["fraction", "time"] = Field("fraction", description=(
+        "fraction: each user's last ratings by time; time: every rating at or after a cutoff"))
+    fraction: float = Field(0.2, gt=0, lt=1, description=(
+        "share held out: of each user's ratings (by: fraction), or of all ratings when by: time has no cutoff"))
+    cutoff: int | str | None = Field(None, description=(
+        "by: time: ratings at or after this Unix time or date (YYYY-MM-DD, UTC) are held out"))
+    min_history: int = Field(1, ge=1, le=100_000, description="by: fraction keeps at least this many ratings per user")
+
+    @field_validator("cutoff")
+    @classmethod
+    def _cutoff(cls, v):
+        if v is not None:
+            from recworld.simulator.data.holdout import cutoff_seconds
+
+            cutoff_seconds(v)
+        return v
+
+    @model_validator(mode="after")
+    def _cutoff_needs_time(self):
+        if self.cutoff is not None and self.by != "time":
+            raise ValueError("holdout.cutoff needs by: time")
+        return self
+
+
 class MovieLensData(Strict):
     """The ml-latest-small layout at ``path``; null = the sample bundled with RecWorld."""
     source: Literal["movielens"] = "movielens"
     path: PathText | None = None
     min_ratings: int = Field(20, ge=1, le=100_000, description="users need this many ratings to be sampled")
     n_tags: int = Field(10, ge=0, le=100, description="most frequent tags added to an item's text")
+    holdout: HoldoutConfig | None = Field(None, description=(
+        "keep each user's later ratings out of the world (min_ratings then counts the history only)"))
 
 
 class SyntheticData(Strict):

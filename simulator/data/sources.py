@@ -21,6 +21,7 @@ import pandas as pd
 
 from recworld.simulator.data.catalog import Catalog
 from recworld.simulator.data.errors import DataError, file_problem, show
+from recworld.simulator.data.holdout import Holdout, filter_tags, split_ratings
 from recworld.simulator.data.population import Population, heavy_tailed_activity, normalised_entropy
 
 log = logging.getLogger("recworld")
@@ -262,17 +263,67 @@ def movie_durations(item_ids: np.ndarray, mean: float = 105.0, sd: float = 20.0)
 @dataclass
 class MovieLens:
     catalog: Catalog
-    ratings: pd.DataFrame    # user_id, item_id, item (catalog index), rating, timestamp
+    ratings: pd.DataFrame    # user_id, item_id, item (catalog index), rating, timestamp; with a holdout: the history
+    heldout: pd.DataFrame | None = None   # with a holdout: the held-out ratings (same columns), for evaluation only
+    holdout: Holdout | None = None
 
 
-def load_movielens(path: str | Path, n_tags: int = 10) -> MovieLens:
+def _given_ratings(ratings: pd.DataFrame) -> pd.DataFrame:
+    """A ratings table given by the caller, with MovieLens column names, checked."""
+    if not isinstance(ratings, pd.DataFrame):
+        raise TypeError(f"ratings must be a pandas DataFrame (got {type(ratings).__name__})")
+    df = ratings.rename(columns={"user_id": "userId", "item_id": "movieId"})
+    missing = [c for c in MOVIELENS_COLUMNS["ratings"] if c not in df.columns]
+    if missing:
+        raise ValueError(f"the given ratings have no column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
+                         "they need userId, movieId, rating, timestamp (or user_id, item_id, rating, timestamp)")
+    df = df[list(MOVIELENS_COLUMNS["ratings"])].copy()
+    for col in df.columns:
+        if not pd.api.types.is_numeric_dtype(df[col]) or df[col].isna().any():
+            raise ValueError(f"the given ratings' {col} column must hold numbers, none missing")
+    r = df["rating"].to_numpy(np.float64)
+    if len(r) and (r.min() < 0.5 or r.max() > 5.0):
+        raise ValueError("the given ratings must be numbers from 0.5 to 5 (stars)")
+    return df.reset_index(drop=True)
+
+
+def _interactions(ratings: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
+    """MovieLens ratings (of movies in ``catalog``) as an interactions table, by user and time."""
+    ratings = ratings[ratings["movieId"].isin(catalog._index)]
+    return pd.DataFrame({
+        "user_id": ratings["userId"].to_numpy(np.int64),
+        "item_id": ratings["movieId"].to_numpy(np.int64),
+        "item": catalog.indices_of(ratings["movieId"].to_numpy()),
+        "rating": ratings["rating"].to_numpy(np.float64),
+        "timestamp": ratings["timestamp"].to_numpy(np.int64),
+    }).sort_values(["user_id", "timestamp", "item_id"], kind="stable").reset_index(drop=True)
+
+
+def load_movielens(path: str | Path, n_tags: int = 10, *, holdout: Holdout | dict | None = None,
+                   ratings: pd.DataFrame | None = None) -> MovieLens:
     """Load a folder in the ml-latest-small format.
 
     Item text = title, genres and the item's most frequent tags.  Works on the full
     ml-latest-small, on the bundled sample, and on any folder with the same files.
+
+    ``ratings``: use these ratings (columns userId, movieId, rating, timestamp, or user_id,
+    item_id, rating, timestamp) instead of the folder's ratings file, e.g. a chosen subset.
+    ``holdout`` (a ``data.holdout.Holdout``, a dict, or a scenario's ``data.holdout``): split
+    the ratings (see ``recworld.simulator.data.holdout``); the catalog's popularity and
+    quality, its tags and ``MovieLens.ratings`` then come from the history only, and the
+    held-out ratings are in ``MovieLens.heldout``, for evaluation (a world never sees them).
     """
     tables = read_movielens_tables(path)
-    movies, ratings, tags = tables.movies, tables.ratings, tables.tags
+    movies, ratings_all, tags = tables.movies, tables.ratings, tables.tags
+    if ratings is not None:
+        ratings_all = _given_ratings(ratings)
+    split = None
+    h = Holdout.of(holdout)
+    if h is not None:
+        known = ratings_all[ratings_all["movieId"].isin(movies["movieId"])]
+        split = split_ratings(known, h)
+        ratings_all = split.history
+        tags = filter_tags(tags, split)
 
     movies = movies.rename(columns={"movieId": "item_id"})
     titles = movies["title"].astype(str)
@@ -282,13 +333,14 @@ def load_movielens(path: str | Path, n_tags: int = 10) -> MovieLens:
 
     tag_text = {}
     if tags is not None:
+        tags = tags.copy()
         tags["tag"] = tags["tag"].astype(str).str.strip().str.lower()
         top = (tags.groupby(["movieId", "tag"]).size().rename("n").reset_index()
                .sort_values(["movieId", "n", "tag"], ascending=[True, False, True]))
         for mid, grp in top.groupby("movieId", sort=False):
             tag_text[int(mid)] = ", ".join(grp["tag"].head(n_tags))
 
-    stats = ratings.groupby("movieId")["rating"].agg(["size", "mean"])
+    stats = ratings_all.groupby("movieId")["rating"].agg(["size", "mean"])
     ids = movies["item_id"].to_numpy(np.int64)
     texts = []
     for t, y, gs, mid in zip(clean_title, year, genres, ids):
@@ -309,15 +361,10 @@ def load_movielens(path: str | Path, n_tags: int = 10) -> MovieLens:
         "mean_rating": stats["mean"].reindex(ids).to_numpy(),
     })
     catalog = Catalog(items)
-    ratings = ratings[ratings["movieId"].isin(catalog._index)]
-    inter = pd.DataFrame({
-        "user_id": ratings["userId"].to_numpy(np.int64),
-        "item_id": ratings["movieId"].to_numpy(np.int64),
-        "item": catalog.indices_of(ratings["movieId"].to_numpy()),
-        "rating": ratings["rating"].to_numpy(np.float64),
-        "timestamp": ratings["timestamp"].to_numpy(np.int64),
-    }).sort_values(["user_id", "timestamp", "item_id"], kind="stable").reset_index(drop=True)
-    return MovieLens(catalog, inter)
+    inter = _interactions(ratings_all, catalog)
+    if split is None:
+        return MovieLens(catalog, inter)
+    return MovieLens(catalog, inter, _interactions(split.heldout, catalog), h)
 
 
 def population_problem(counts: pd.Series, n_users: int, min_ratings: int) -> tuple[str, str] | None:
@@ -360,25 +407,47 @@ def _tastes(catalog: Catalog, items: np.ndarray, ratings: np.ndarray, base: np.n
     return np.clip(choice, -3, 3), dev
 
 
-def population_from_ratings(catalog: Catalog, inter: pd.DataFrame, n_users: int, rng: np.random.Generator,
-                            *, sample: str = "random", min_ratings: int = 20, activity_median: float = 1.0,
-                            activity_tail: float = 1.5, activity_max: float = 24.0) -> Population:
+def population_from_ratings(catalog: Catalog, inter: pd.DataFrame, n_users: int | None = None,
+                            rng: np.random.Generator | None = None, *, users=None, sample: str = "random",
+                            min_ratings: int = 20, activity_median: float = 1.0, activity_tail: float = 1.5,
+                            activity_max: float = 24.0) -> Population:
     """Profiles calibrated from rating histories (Agent4Rec-style traits: activity, conformity, diversity).
+
+    ``inter`` is an interactions table (``load_movielens(...).ratings``): everything the users
+    are built from.  Give it the history of a holdout split and nothing held out reaches the
+    population.  ``n_users`` users with at least ``min_ratings`` ratings are drawn (``sample``:
+    random, or the most active); or ``users`` names them (user ids, in the order wanted; any
+    user with at least one rating in ``inter``).
 
     The choice model's weights on taste, popularity and quality are fitted by logistic
     regression of held-out watched items against random unwatched ones, and the rating
     model's weights by least squares; both go to ``Population.calibration``.
     """
+    rng = rng if rng is not None else np.random.default_rng(0)
     counts = inter.groupby("user_id").size()
-    eligible = counts[counts >= min_ratings]
-    problem = population_problem(counts, n_users, min_ratings)
-    if problem is not None:
-        raise ValueError(problem[1])
-    if sample == "most_active":
-        chosen = eligible.sort_values(ascending=False, kind="stable").index[:n_users].to_numpy()
+    if users is not None:
+        chosen = np.asarray(list(users), dtype=np.int64)
+        if len(chosen) == 0:
+            raise ValueError("users: give at least one user id")
+        if len(np.unique(chosen)) != len(chosen):
+            raise ValueError("users: a user id appears more than once")
+        unknown = chosen[~np.isin(chosen, counts.index.to_numpy())]
+        if len(unknown):
+            raise ValueError(f"users: {len(unknown)} of the given users have no ratings to build them from "
+                             f"(e.g. user {int(unknown[0])})")
+        n_users = len(chosen)
     else:
-        chosen = rng.choice(eligible.index.to_numpy(), size=n_users, replace=False)
-    chosen = np.sort(chosen)
+        if n_users is None:
+            raise ValueError("give n_users (how many users to draw) or users (their ids)")
+        eligible = counts[counts >= min_ratings]
+        problem = population_problem(counts, n_users, min_ratings)
+        if problem is not None:
+            raise ValueError(problem[1])
+        if sample == "most_active":
+            chosen = eligible.sort_values(ascending=False, kind="stable").index[:n_users].to_numpy()
+        else:
+            chosen = rng.choice(eligible.index.to_numpy(), size=n_users, replace=False)
+        chosen = np.sort(chosen)
     base = catalog.genre_dist.mean(axis=0).astype(np.float64) + 1e-6
     item_mean = inter.groupby("item")["rating"].mean()
     groups = dict(tuple(inter[inter["user_id"].isin(chosen)].groupby("user_id")))
@@ -657,6 +726,8 @@ def _check_files(scenario) -> tuple[list[tuple[str, str]], int | None, int]:
         if d.source == "movielens":
             t = read_movielens_tables(d.path or bundled_movielens_path())
             known = t.ratings[t.ratings["movieId"].isin(t.movies["movieId"])]
+            if getattr(d, "holdout", None) is not None:
+                known = split_ratings(known, d.holdout).history     # users are built from their history
             counts = known.groupby("userId").size()
             problem = population_problem(counts, size, d.min_ratings)
             if problem is not None:
