@@ -291,6 +291,115 @@ def _cmd_compare(args) -> int:
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------------- sweep
+
+
+def _add_engine(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--engine", choices=["auto", "sequential", "ray"], default="auto",
+                    help="where the runs go: 'sequential' (this process, one after the other), 'ray' (a local Ray "
+                         "on this machine's cores, or the cluster at --address / $RAY_ADDRESS; needs recworld[scale]); "
+                         "'auto' (default): Ray when an address is given, else sequential")
+    sp.add_argument("--address", help="a Ray cluster's address (e.g. 127.0.0.1:6379 or ray://host:10001); "
+                                      "default: $RAY_ADDRESS")
+    sp.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all of this machine's)")
+
+
+def _add_sweep(s: argparse.ArgumentParser) -> None:
+    s.add_argument("scenario", help="scenario YAML; its sweep: section gives seeds and settings (flags override it)")
+    s.add_argument("--seeds", help="a count (the scenario's seed and the next ones) or a list: 5, or 1,2,3")
+    s.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a dotted setting and its values, e.g. --grid recommender.name=random,popularity "
+                        "(repeatable: the product is taken; a YAML list [..] for values with commas)")
+    s.add_argument("--zip", action="append", default=[], metavar="KEY=V1,V2",
+                   help="settings that vary together (equal-length lists; repeatable)")
+    s.add_argument("--baseline", help="the arm the others are compared with, seed by seed (default: the first)")
+    s.add_argument("--retries", type=int, help="tries again for a failed run (default: sweep.retries, 1)")
+    s.add_argument("--cpus-per-run", type=float, help="CPUs each run reserves on Ray (default 1)")
+    s.add_argument("--resource", action="append", default=[], metavar="NAME=AMOUNT",
+                   help="a custom Ray resource each run needs, e.g. llm_endpoint=1 (repeatable)")
+    _add_engine(s)
+    s.add_argument("--out", help="sweep folder (default: runs/sweep-NAME-TIMESTAMP); an earlier sweep's folder "
+                                 "continues it: finished runs are skipped")
+    _add_overwrite(s, "sweep")
+    s.add_argument("--no-progress", action="store_true")
+    _add_set(s)
+
+
+def _sweep_values(text: str, flag: str) -> tuple[str, list]:
+    from recworld.simulator.scenario import parse_override
+
+    if "=" not in text:
+        raise ValueError(f"{flag} takes KEY=V1,V2,..., got {text!r}")
+    key, _, values = text.partition("=")
+    if values.strip().startswith("["):
+        _, parsed = parse_override(f"{key}={values}")
+        if not isinstance(parsed, list):
+            raise ValueError(f"{flag} {key}: not a list: {values!r}")
+        return key.strip(), parsed
+    return key.strip(), [parse_override(f"{key}={v}")[1] for v in values.split(",")]
+
+
+def _sweep_config(scn, args) -> dict:
+    """The scenario's sweep: section with the command line's flags laid over it."""
+    cfg = scn.sweep.model_dump(mode="json") if scn.sweep is not None else {}
+    if args.seeds:
+        try:
+            parts = [int(x) for x in args.seeds.split(",") if x.strip()]
+        except ValueError:
+            raise ValueError(f"--seeds takes a count or a list of seeds (5, or 1,2,3), got {args.seeds!r}") from None
+        cfg["seeds"] = parts if "," in args.seeds else parts[0]
+    for flag, section in (("--grid", "grid"), ("--zip", "zip")):
+        for text in getattr(args, section):
+            key, values = _sweep_values(text, flag)
+            cfg.setdefault(section, {})[key] = values
+    if args.baseline:
+        cfg["baseline"] = args.baseline
+    if args.retries is not None:
+        cfg["retries"] = args.retries
+    res = cfg.setdefault("resources", {})
+    if args.cpus_per_run is not None:
+        res["cpus"] = args.cpus_per_run
+    for text in args.resource:
+        name, _, amount = text.partition("=")
+        try:
+            res.setdefault("custom", {})[name.strip()] = float(amount)
+        except ValueError:
+            raise ValueError(f"--resource takes NAME=AMOUNT, e.g. llm_endpoint=1, got {text!r}") from None
+    return cfg
+
+
+def _cmd_sweep(args) -> int:
+    from recworld.simulator.output.folders import default_out
+    from recworld.simulator.scenario import load_scenario
+    from recworld.simulator.studies.sweep import run_sweep, summary_text
+
+    scn = load_scenario(args.scenario, args.overrides)
+    cfg = _sweep_config(scn, args)
+    out = Path(args.out) if args.out else default_out("sweep", scn.name)
+    try:
+        res = run_sweep(args.scenario, out, args.overrides, config=cfg, engine=args.engine, address=args.address,
+                        num_cpus=args.num_cpus, progress=not args.no_progress, overwrite=args.overwrite)
+    except ImportError as e:
+        return _error(str(e), EXIT_USAGE)
+    except ConnectionError as e:
+        return _error(str(e), EXIT_FAILED)
+    runs = res.runs
+    skipped = sum(1 for r in res.results.values() if r.get("skipped"))
+    print(f"sweep folder: {out}")
+    print(summary_text(res), end="")
+    print(f"  report: {out / 'report.md'}   runs: {out / 'sweep.csv'}   summary: {out / 'summary.csv'}")
+    print(f"status: {res.status} ({len(runs)} runs: {int(runs['status'].isin(['completed', 'degraded']).sum())} "
+          f"finished" + (f", {skipped} skipped as already finished" if skipped else "")
+          + f"; engine {res.info.get('engine')})")
+    bad = runs[~runs["status"].isin(["completed", "degraded"])]
+    for r in bad.itertuples(index=False):
+        print(f"  {r.folder}: {r.status}" + (f": {r.error}" if isinstance(r.error, str) else ""), file=sys.stderr)
+    code = STATUS_EXIT.get(res.status, EXIT_FAILED)
+    if code != EXIT_OK:
+        print(f"error: the sweep ended {res.status}; see {out / 'report.md'}", file=sys.stderr)
+    return code
+
+
 # ----------------------------------------------------------------------------- sts
 
 
@@ -348,6 +457,8 @@ COMMANDS = {
                  "and regret"), _add_compare, _cmd_compare),
     "sts": (("strategic text sequence study: search, the Kumar & Lakkaraju protocol on the LLM recommenders, "
              "and the in-world A/B"), _add_sts, _cmd_sts),
+    "sweep": (("run a scenario over seeds and settings (sweep: section or --seeds/--grid), in-process or on Ray; "
+               "summary with 95% intervals and paired differences"), _add_sweep, _cmd_sweep),
     "list": ("list the registered recommenders and brains", _add_list, _cmd_list),
 }
 

@@ -250,6 +250,90 @@ class STSConfig(Strict):
     world: bool = Field(True, description="run the in-world A/B: the scenario twice, with and without the STS")
 
 
+#: the metrics a sweep's report shows by default (those a run has)
+SWEEP_METRICS = ("ctr", "slate_ctr", "watches", "watch_minutes", "mean_rating", "genre_entropy_per_user",
+                 "catalog_coverage", "exposure_gini", "regret_total", "regret_per_slate", "post_reach_mean")
+
+
+class SweepResources(Strict):
+    """What each run of a sweep reserves on Ray (ignored when the sweep runs in-process)."""
+    cpus: float = Field(1.0, gt=0, le=1024, description="CPUs each run reserves")
+    memory_mb: int | None = Field(None, ge=1, le=16_777_216, description=(
+        "memory each run reserves, MiB (none: no reservation)"))
+    custom: dict[str, float] = Field(default_factory=dict, description=(
+        "custom Ray resources each run needs, e.g. {llm_endpoint: 1} for runs that use an LLM server; "
+        "the cluster's nodes declare them (ray start --resources)"))
+
+    @field_validator("custom")
+    @classmethod
+    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, x in v.items() if not k or not x > 0]
+        if bad:
+            raise ValueError(f"custom resources need a name and a positive amount ({short_repr(bad[0])})")
+        return v
+
+
+class SweepConfig(Strict):
+    """``recworld sweep``: the same scenario over seeds and settings, one ordinary run per
+    (setting, seed), aggregated with intervals over seeds."""
+    seeds: int | list[int] = Field(5, description=(
+        "a count (the scenario's seed and the ones after it) or a list of seeds"))
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description=(
+        "dotted setting -> list of values (e.g. recommender.name: [random, popularity]); every combination "
+        "is one arm"))
+    zip: dict[str, list[Any]] = Field(default_factory=dict, description=(
+        "dotted settings that vary together: lists of equal length, the i-th values form one setting"))
+    baseline: str | None = Field(None, description=(
+        "the arm the others are compared with, seed by seed (default: the first arm)"))
+    metrics: list[str] = Field(default_factory=lambda: list(SWEEP_METRICS), min_length=1, description=(
+        "metrics in the report and the printed table (sweep.csv and the summary have them all)"))
+    retries: int = Field(1, ge=0, le=5, description="a failed run is tried again this many times")
+    resources: SweepResources = Field(default_factory=SweepResources)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v):
+        if isinstance(v, int):
+            if not 1 <= v <= 100_000:
+                raise ValueError("a count of seeds is between 1 and 100000")
+            return v
+        if not v:
+            raise ValueError("give at least one seed")
+        if any(not 0 <= s <= 2**63 - 1 for s in v):
+            raise ValueError("seeds are between 0 and 2**63-1")
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds repeat: {sorted({s for s in v if v.count(s) > 1})[:5]}")
+        return v
+
+    @model_validator(mode="after")
+    def _settings(self):
+        for section, table in (("grid", self.grid), ("zip", self.zip)):
+            for key, values in table.items():
+                parts = key.split(".")
+                if not key or any(not p.strip() for p in parts):
+                    raise ValueError(f"sweep.{section}: {short_repr(key)} is not a dotted setting such as "
+                                     "population.size")
+                if parts[0] in ("seed", "sweep", "compare", "name"):
+                    raise ValueError(f"sweep.{section}: {key!r} cannot be swept"
+                                     + (" (use sweep.seeds)" if parts[0] == "seed" else ""))
+                if not values:
+                    raise ValueError(f"sweep.{section}.{key}: give at least one value")
+        both = sorted(set(self.grid) & set(self.zip))
+        if both:
+            raise ValueError(f"{both[0]!r} is in both sweep.grid and sweep.zip; keep it in one")
+        lengths = {k: len(v) for k, v in self.zip.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError("sweep.zip: the lists vary together and need the same length (got "
+                             + ", ".join(f"{k}: {n}" for k, n in lengths.items()) + ")")
+        return self
+
+    def seed_list(self, base_seed: int) -> list[int]:
+        """The seeds: ``base_seed, base_seed + 1, ...`` for a count, else the list given."""
+        if isinstance(self.seeds, int):
+            return [base_seed + i for i in range(self.seeds)]
+        return list(self.seeds)
+
+
 class Scenario(Strict):
     name: str = Field("scenario", min_length=1, max_length=120, description=(
         "names the run folder: letters, digits, spaces and punctuation, no '/', '\\', '..' or control characters"))
@@ -266,6 +350,7 @@ class Scenario(Strict):
     llm: LLMSection = Field(default_factory=LLMSection)
     compare: list[CompareEntry] = Field(default_factory=list, description="recommenders for `recworld compare`")
     sts: STSConfig | None = Field(None, description="a strategic text sequence on a target item (`recworld sts`)")
+    sweep: SweepConfig | None = Field(None, description="seeds and settings for `recworld sweep`")
 
     @field_validator("name")
     @classmethod

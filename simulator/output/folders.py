@@ -41,8 +41,8 @@ KNOWN: dict[str, dict] = {
                         "results.json", "report.md"}, "dirs": {"plots": _PLOTS}, "sub_runs": False},
     "evaluate": {"files": {"offline_eval.csv", "offline_eval.json", "offline_eval.md"}, "dirs": {},
                  "sub_runs": False},
-    "sweep": {"files": {"scenario.yaml", "sweep.yaml", "sweep.csv", "sweep.json", "results.csv", "results.json",
-                        "report.md", "report.html", "error.txt"}, "dirs": {"plots": _PLOTS}, "sub_runs": True},
+    "sweep": {"files": {"sweep.yaml", "sweep.csv", "summary.csv", "differences.csv", "sweep.json", "report.md"},
+              "dirs": {"plots": _PLOTS}, "sub_runs": True},
 }
 
 
