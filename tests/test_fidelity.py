@@ -1,0 +1,191 @@
+"""Fidelity: users built from given histories, brains asked outside a world, `recworld fidelity`."""
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recworld.simulator.data.holdout import Holdout
+from recworld.simulator.data.sources import load_movielens
+from recworld.simulator.studies.fidelity import (FidelitySettings, SimulatedUsers, add_fidelity_arguments, auc,
+                                                 classification, cmd_fidelity, fidelity_scenario, histogram,
+                                                 run_fidelity, tv_distance)
+
+
+@pytest.fixture(scope="module")
+def tiny_users():
+    return SimulatedUsers.from_movielens(_tiny(), users=[3, 1, 2], holdout={"fraction": 0.25}, seed=4)
+
+
+def test_users_are_built_from_their_histories_in_the_order_given(tiny_users):
+    u = tiny_users
+    assert u.population.ids.tolist() == [3, 1, 2]
+    hist = load_movielens(_tiny(), holdout={"fraction": 0.25}).ratings
+    for k, uid in enumerate([3, 1, 2]):
+        mine = hist[hist.user_id == uid]
+        assert u.population.profiles["n_history"].iloc[k] == len(mine)
+        assert set(u.population.history[k].tolist()) == set(mine["item"].tolist())
+    assert u.heldout is not None and not set(zip(u.heldout.user_id, u.heldout.item)) & set(zip(hist.user_id, hist.item))
+
+
+def _tiny():
+    from pathlib import Path
+
+    return Path(__file__).parent / "data" / "movielens_tiny"
+
+
+def test_choose_and_rate_without_a_world(tiny_users):
+    u = tiny_users
+    items = u.catalog.ids[:10].tolist()
+    picks = [u.choose(1, items) for _ in range(30)]
+    assert all(set(p) <= set(items) and len(p) == len(set(p)) for p in picks)
+    assert any(picks)
+    r = u.rate(1, items[0])
+    assert 0.5 <= r <= 5 and r * 2 == int(r * 2)
+    # the same seed and the same calls give the same answers
+    again = SimulatedUsers.from_movielens(_tiny(), users=[3, 1, 2], holdout={"fraction": 0.25}, seed=4)
+    assert [again.choose(1, items) for _ in range(30)] == picks and again.rate(1, items[0]) == r
+    # many pages at once are the same decisions as one by one, in the same order
+    other = SimulatedUsers.from_movielens(_tiny(), users=[3, 1, 2], holdout={"fraction": 0.25}, seed=4)
+    assert other.choose_many([(1, items)] * 30) == picks
+    with pytest.raises(KeyError, match="user 99"):
+        u.choose(99, items)
+
+
+def test_scores_do_not_depend_on_the_order_shown(tiny_users):
+    u = tiny_users
+    items = u.catalog.ids[5:25]
+    a = u.scores(2, items)
+    b = u.scores(2, items[::-1])[::-1]
+    assert np.allclose(a, b)
+
+
+def test_users_from_a_table_of_histories():
+    ml = load_movielens(_tiny())
+    h = pd.DataFrame({"user_id": [7, 7, 7, 8, 8], "item_id": ml.catalog.ids[[0, 1, 2, 3, 4]],
+                      "rating": [5.0, 4.5, 1.0, 3.0, 2.0], "timestamp": [1, 2, 3, 1, 2]})
+    u = SimulatedUsers.from_histories(ml.catalog, h, seed=1)
+    assert u.population.ids.tolist() == [7, 8]
+    assert u.population.profiles["rating_mean"].round(3).tolist() == [3.5, 2.5]
+    assert u.row(7) == 0 and u.row(8) == 1
+    assert u.choose(8, ml.catalog.ids[10:20].tolist()) is not None
+    with pytest.raises(ValueError, match="not in the catalog"):
+        SimulatedUsers.from_histories(ml.catalog, h.assign(item_id=[10**9] * 5))
+
+
+def test_metric_helpers():
+    assert auc([3, 4], [1, 2]) == 1.0 and auc([1], [1]) == 0.5 and np.isnan(auc([], [1]))
+    c = classification(np.array([[2, 1, 1, 6], [0, 0, 2, 8]]), np.random.default_rng(0), n_boot=50)
+    assert c["micro"]["precision"] == pytest.approx(2 / 3) and c["micro"]["recall"] == pytest.approx(0.4)
+    assert c["per_user"]["f1"] == pytest.approx((4 / 6 + 0) / 2)
+    assert c["micro_ci"]["f1"][0] <= c["micro"]["f1"] <= c["micro_ci"]["f1"][1]
+    h = histogram([0.5, 1, 1, 4.4, 5])
+    assert h.sum() == pytest.approx(1) and h[1] == pytest.approx(0.4) and h[8] == pytest.approx(0.2)
+    assert tv_distance(h, h) == 0 and tv_distance([1, 0], [0, 1]) == 1
+
+
+def tiny_result(**kw):
+    scn = fidelity_scenario(None, str(_tiny()), None, [])
+    return run_fidelity(scn, FidelitySettings(bootstrap=50, **kw))
+
+
+def test_the_protocol_on_the_tiny_data():
+    res = tiny_result()
+    assert res["data"]["users"] == res["data"]["eligible_users"] > 0
+    users = pd.DataFrame(res["per_user"])
+    for ratio, m in (("1:1", 1), ("1:3", 3), ("1:9", 9)):
+        r = res["ratios"][ratio]
+        for mth in ("brain", "random", "popularity", "genre"):
+            for v in r[mth]["micro"].values():
+                assert 0 <= v <= 1
+        # every baseline made exactly as many picks as the brain, user by user (same totals)
+        mine = users[users.ratio == m]
+        picks = mine["picks"].sum()
+        assert picks == pytest.approx(r["brain"]["pick_rate"] * r["shown"])
+        # at most m negatives per positive (a tiny catalog runs out of unrated items)
+        assert (mine["shown"] <= (m + 1) * mine["positives"]).all()
+    h = res["ratings"]["histogram"]
+    assert sum(h["simulated"]) == pytest.approx(1) and sum(h["real"]) == pytest.approx(1)
+    assert {"brain", "user_mean", "item_mean", "global_mean", "brain_expected"} <= set(res["ratings"])
+    # the same seed gives the same result
+    again = tiny_result()
+    assert json.dumps(again["ratios"]) == json.dumps(res["ratios"])
+    assert json.dumps(again["ratings"]) == json.dumps(res["ratings"])
+
+
+def test_baselines_pick_as_often_as_the_brain():
+    res = tiny_result(ratios=(2,))
+    r = res["ratios"]["1:2"]
+    counts = {}
+    for mth in ("brain", "random", "popularity", "genre"):
+        p, rcl = r[mth]["micro"]["precision"], r[mth]["micro"]["recall"]
+        counts[mth] = rcl / p if p else None        # picks / positives
+    vals = [v for v in counts.values() if v is not None]
+    assert np.allclose(vals, vals[0])
+
+
+def cli(*argv):
+    p = argparse.ArgumentParser()
+    add_fidelity_arguments(p)
+    return cmd_fidelity(p.parse_args([str(a) for a in argv]))
+
+
+def test_the_command_writes_its_folder(tmp_path, capsys):
+    out = tmp_path / "fid"
+    assert cli("--data", _tiny(), "--out", out, "--ratios", "1,2", "--bootstrap", "20", "--no-progress") == 0
+    assert {"fidelity.json", "fidelity.md", "fidelity_users.csv", "scenario.yaml"} <= {p.name for p in out.iterdir()}
+    assert (out / "plots" / "f1_per_user.png").exists() and (out / "plots" / "rating_histogram.png").exists()
+    body = json.loads((out / "fidelity.json").read_text())
+    assert set(body["ratios"]) == {"1:1", "1:2"} and "provenance" in body
+    assert "| 1:2 | **brain** |" in (out / "fidelity.md").read_text()
+    assert "written to" in capsys.readouterr().out
+    # an earlier fidelity folder is replaced only when asked
+    with pytest.raises(FileExistsError):
+        cli("--data", _tiny(), "--out", out, "--no-progress")
+    assert cli("--data", _tiny(), "--out", out, "--overwrite", "--ratios", "1", "--bootstrap", "0",
+               "--no-progress") == 0
+    assert set(json.loads((out / "fidelity.json").read_text())["ratios"]) == {"1:1"}
+    with pytest.raises(ValueError, match="--ratios"):
+        cli("--data", _tiny(), "--out", tmp_path / "x", "--ratios", "one")
+    with pytest.raises(ValueError, match="not both"):
+        cli("scenarios/quickstart.yaml", "--data", _tiny())
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_scenario_with_a_holdout_and_a_brain_setting(tmp_path):
+    scn = tmp_path / "s.yaml"
+    scn.write_text(f"name: fid\nseed: 3\ndata:\n  path: {_tiny()}\n  holdout:\n    fraction: 0.3\n"
+                   "population:\n  brain:\n    name: parametric\n    no_click_utility: -3\nsession:\n  page_size: 5\n")
+    assert cli(scn, "--out", tmp_path / "o", "--ratios", "1", "--bootstrap", "0", "--no-progress") == 0
+    body = json.loads((tmp_path / "o" / "fidelity.json").read_text())
+    assert body["settings"]["page_size"] == 5 and body["settings"]["seed"] == 3
+    assert "30%" in body["data"]["holdout"] and body["brain"]["params"] == {"no_click_utility": -3}
+
+
+def test_llm_users_choose_and_rate_through_the_service(tmp_path):
+    pytest.importorskip("litellm")
+    from recworld.simulator.testing.fakellm import FakeLLMServer, Reply
+    from recworld.simulator.testing.scripted import answer, schema_name
+
+    def responder(body, n):
+        if schema_name(body) == "RatingAnswer":
+            return Reply(json.dumps({"rating": 3.5 + (n % 2), "feeling": "fine"}))
+        return answer(body, n)
+
+    with FakeLLMServer(responder) as srv:
+        out = tmp_path / "llm"
+        code = cli("--data", _tiny(), "--brain", "llm", "--users", "3", "--ratios", "1", "--bootstrap", "0",
+                   "--out", out, "--no-progress", "--set", "llm.model=openai/fake", "--set", f"llm.api_base={srv.url}",
+                   "--set", f"llm.cache_path={tmp_path / 'cache.sqlite'}", "--set", "llm.retries=0")
+        asked = [schema_name(b) for b in srv.requests]
+    assert code == 0
+    body = json.loads((out / "fidelity.json").read_text())
+    assert body["data"]["users"] == 3 and body["llm"]["decisions"] > 0 and body["llm"]["fallbacks"] == 0
+    assert asked.count("RatingAnswer") == body["ratings"]["brain"]["n"] > 0
+    assert any(a.startswith("PageAnswer") for a in asked)
+    sim = body["ratings"]["histogram"]["simulated"]
+    assert sim[6] + sim[7] + sim[8] == pytest.approx(1)           # 3.5 and 4.5 as answered, nothing else
+    calls = [json.loads(x) for x in (out / "llm_calls.jsonl").read_text().splitlines()]
+    assert {c.get("purpose") for c in calls} >= {"page", "rate"}
