@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recworld.simulator.data.catalog import Catalog
 from recworld.simulator.data.population import Population
+from recworld.simulator.gym.batch import LEAVE, NEXT, SEARCH, BatchSessionBrain, LaneDraws
 from recworld.simulator.protocols import (ActivityChoice, Brain, Consumption, Dialogue, PageChoice, Post,
                                           PostDraft, PostReaction, UserState)
 
@@ -47,7 +48,7 @@ class ActivityMix(BaseModel):
         return self
 
 
-class ParametricBrain(Brain):
+class ParametricBrain(Brain, BatchSessionBrain):
     name: ClassVar[str] = "parametric"
     oracle: ClassVar[bool] = True          # it knows each user's true click probabilities
 
@@ -230,6 +231,69 @@ class ParametricBrain(Brain):
         share = 1.0 if rating >= 3 else float(rng.uniform(0.15, 0.7))     # disliked items are abandoned
         return Consumption(minutes=float(self.catalog.duration[item]) * share, rating=rating,
                            feeling=FEELINGS[int(rating)])
+
+    # ------------------------------------------------------------------ many users at once
+
+    # The vectorised Session env's path: the same numbers as ``choose_from_slate`` and ``consume``
+    # (the same numpy operations, element by element), the same draws in the same order per user.
+
+    def max_picks(self, slate_size: int) -> int:
+        return min(self.params.max_watch_per_page, slate_size)
+
+    def choose_batch(self, users: np.ndarray, items: np.ndarray, pages_seen: np.ndarray,
+                     session_genres: np.ndarray, watched_any: np.ndarray, draws: LaneDraws):
+        p = self.params
+        n, S = items.shape
+        g = self.gdist[items]
+        util = (np.matmul(g, self._taste_b[users][:, :, None])[:, :, 0]
+                + self._user_pop[users][:, None] * self._pop[items] + self._item_base[items])
+        util += self._position_for(S)
+        if p.diversity_weight and watched_any.any():
+            rows = np.flatnonzero(watched_any)
+            novelty = np.matmul(g[rows], ~session_genres[rows][:, :, None])[:, :, 0]
+            util[rows] += (p.diversity_weight * self.diversity[users[rows]])[:, None] * novelty
+        u0 = self.reference[users] + p.no_click_utility + p.fatigue * np.maximum(0, pages_seen - 1)
+        top = np.maximum(u0, util.max(axis=1))
+        w = np.exp(util - top[:, None])
+        w0 = np.array([math.exp(x) for x in (u0 - top).tolist()])
+        after_pick = math.exp(p.fatigue + 1.0)
+        W = self.max_picks(S)
+        picks = np.full((n, W), -1, dtype=np.int64)
+        active = np.arange(n)
+        for k in range(W):
+            if not len(active):
+                break
+            cdf = np.cumsum(w[active], axis=1)
+            r = draws.random(active) * (w0[active] + cdf[:, -1])
+            go = r >= w0[active]
+            active, cdf, r = active[go], cdf[go], r[go]
+            j = np.minimum((cdf <= (r - w0[active])[:, None]).sum(axis=1), S - 1)
+            picks[active, k] = j
+            w[active, j] = 0.0
+            w0[active] *= after_pick
+        n_picks = (picks >= 0).sum(axis=1)
+        stay = p.continue_bias - p.fatigue * pages_seen - 0.8 * n_picks
+        p_stay = np.array([1.0 / (1.0 + math.exp(-x)) for x in stay.tolist()])
+        nxt = np.full(n, LEAVE, dtype=np.int64)
+        staying = np.flatnonzero(draws.random(np.arange(n)) < p_stay)
+        if len(staying):
+            search = draws.random(staying) < p.search_rate
+            nxt[staying] = np.where(search, SEARCH, NEXT)
+            if search.any():            # search_query's draw (nobody has heard of an item here)
+                draws.random(staying[search])
+        return picks, nxt
+
+    def consume_batch(self, users: np.ndarray, items: np.ndarray, draws: LaneDraws):
+        n = len(users)
+        expected = (self.r_mean[users] + self.r_quality * self.catalog.quality[items]
+                    + np.matmul((self.r_affinity * self.gdist[items])[:, None, :], self.raff[users][:, :, None])[:, 0, 0])
+        noisy = expected + draws.normal(np.arange(n), self.params.rating_noise * self.r_std[users])
+        rating = np.clip(np.rint(noisy), 1, 5)
+        share = np.ones(n)
+        low = np.flatnonzero(rating < 3)
+        if len(low):
+            share[low] = draws.uniform(low, 0.15, 0.7)
+        return rating, self.catalog.duration[items].astype(np.float64) * share
 
     def liked(self, state: UserState) -> list[tuple[int, float]]:
         """Items the user liked in this run, most recent first."""

@@ -8,7 +8,8 @@ One import namespace for the whole project::
 ``recworld.simulator`` is the core (engine, data, LLM service, Gymnasium envs, studies,
 output), ``recworld.agents`` holds the user brains and ``recworld.recommenders`` the
 recommender plug-ins.  Importing ``recworld`` registers the Gymnasium environments
-``recworld/Session-v0`` and ``recworld/World-v0`` and loads nothing heavy: every name
+``recworld/Session-v0`` (with a natively vectorised ``gymnasium.make_vec`` entry point) and
+``recworld/World-v0`` and loads nothing heavy: every name
 below is imported on first use.
 """
 
@@ -54,9 +55,11 @@ def _register_envs() -> None:
         from gymnasium.envs.registration import register, registry
     except ImportError:  # pragma: no cover - gymnasium is a dependency; tolerate a broken install
         return
+    vector = {"recworld/Session-v0": "recworld.simulator.gym.vector:make_session_vector_env"}
     for env_id, cls in (("recworld/Session-v0", "SessionEnv"), ("recworld/World-v0", "WorldEnv")):
         if env_id not in registry:
-            register(id=env_id, entry_point=f"recworld.simulator.gym.envs:{cls}")
+            register(id=env_id, entry_point=f"recworld.simulator.gym.envs:{cls}",
+                     vector_entry_point=vector.get(env_id))
 
 
 _register_envs()

@@ -82,6 +82,12 @@ def sample_candidates(rng: np.random.Generator, n_items: int, seen: set, k: int,
         items = draw.tolist()
         if len(set(items)) == k and (not seen or not any(i in seen for i in items)):
             return draw
+    return fill_candidates(rng, n_items, seen, k, first)
+
+
+def fill_candidates(rng: np.random.Generator, n_items: int, seen, k: int,
+                    first: np.ndarray | None = None) -> np.ndarray:
+    """``sample_candidates`` past its fast path (its first draw collided with ``seen`` or itself)."""
     out: list[int] = []
     taken: set[int] = set()
     if first is not None:
