@@ -321,6 +321,11 @@ class SweepConfig(Strict):
         both = sorted(set(self.grid) & set(self.zip))
         if both:
             raise ValueError(f"{both[0]!r} is in both sweep.grid and sweep.zip; keep it in one")
+        keys = list(self.grid) + list(self.zip)
+        for a in keys:
+            for b in keys:
+                if b.startswith(a + "."):
+                    raise ValueError(f"swept settings {a!r} and {b!r} overlap (one sets the other); keep one")
         lengths = {k: len(v) for k, v in self.zip.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError("sweep.zip: the lists vary together and need the same length (got "

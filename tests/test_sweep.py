@@ -83,6 +83,7 @@ def test_plan_without_settings_is_seeds_of_the_scenario(small_scenario):
     ({"zip": {"population.size": [5, 6], "duration_days": [1]}}, "sweep", "same length"),
     ({"grid": {"recommender": [{"name": "slate_ts"}, {"name": "slate_ts"}]}}, "sweep", "labels"),
     ({"grid": {"population.size": []}}, "sweep", "at least one value"),
+    ({"grid": {"recommender": [{"name": "random"}], "recommender.name": ["popularity"]}}, "sweep", "overlap"),
 ])
 def test_plan_errors_name_the_arm_and_field(small_scenario, cfg, where, what):
     with pytest.raises(ScenarioError) as e:

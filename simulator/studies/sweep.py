@@ -369,7 +369,9 @@ def _ray(tasks: list[dict], retries: int, on_done, on_retry, resources, address:
         try:
             ray.init(address=target, **kw)
         except ConnectionError as e:
-            raise ConnectionError(f"cannot reach the Ray cluster at {target}: {e}") from None
+            hint = ("" if os.environ.get("RAY_AUTH_MODE") else "; if the cluster uses token authentication, set "
+                    "RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN, or the token in ~/.ray/auth_token)")
+            raise ConnectionError(f"cannot reach the Ray cluster at {target}: {e}{hint}") from None
         info["init_seconds"] = round(time.perf_counter() - t0, 3)
         info["address"] = "local" if target == "local" else target
     try:
