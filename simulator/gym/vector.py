@@ -143,7 +143,17 @@ class SessionVectorEnv(VectorEnv):
         self._gdist_pad = np.vstack([f.gdist, np.zeros((1, self.G), dtype=np.float32)])   # row n = no item
         pop, cat = self.parts.population, self.parts.catalog
         self.n_items, self.n_users = len(cat), len(pop)
-        self._history = pop.history
+        # prior histories as one flat array (CSR) and each user's last H items (n = none)
+        hist = pop.history
+        self._h_len = np.array([len(h) for h in hist], dtype=np.int64)
+        self._h_off = np.concatenate([[0], np.cumsum(self._h_len)])
+        self._h_flat = np.concatenate([np.asarray(h, dtype=np.int64) for h in hist]) if len(hist) else np.zeros(0, np.int64)
+        self._last_h = np.full((self.n_users, self.H), self.n_items, dtype=np.int64)
+        for u, h in enumerate(hist):
+            k = min(self.H, len(h))
+            if k:
+                self._last_h[u, self.H - k:] = h[len(h) - k:]
+        self._history = hist
         self._genre_on = cat.genre_dist > 0
 
         self._gens: list = [None] * N                    # per_env: one generator per sub-env
@@ -153,7 +163,7 @@ class SessionVectorEnv(VectorEnv):
         self.clock = np.zeros(N)                         # simulated minutes into the session
         self.candidates = np.zeros((N, self.C), dtype=np.int64)
         self._seen = np.zeros((N, self.n_items), dtype=bool)
-        self._seen_items: list[list[int]] = [[] for _ in range(N)]      # what to clear from _seen
+        self._watched: list[list[int]] = [[] for _ in range(N)]         # items watched this episode
         self._session_genres = np.zeros((N, self.G), dtype=bool)
         self._watched_any = np.zeros(N, dtype=bool)
         self._recent = np.full((N, self.H), self.n_items, dtype=np.int64)   # last H watched (n = empty)
@@ -211,7 +221,7 @@ class SessionVectorEnv(VectorEnv):
         info["_user_id"][lanes] = True
         return obs, info
 
-    def _reset_lanes(self, lanes: np.ndarray, user=None) -> None:
+    def _reset_lanes(self, lanes: np.ndarray, user=None, draw: bool = True) -> None:
         pop = self.parts.population
         if user is not None:
             users = np.broadcast_to(np.asarray(user, dtype=np.int64), (self.num_envs,))[lanes]
@@ -219,19 +229,19 @@ class SessionVectorEnv(VectorEnv):
                 raise ValueError(f"options['user'] must be user indices in 0..{self.n_users - 1}, got {user}")
         else:
             users = self._draws(lanes).integers(lanes, self.n_users, None)
-        seen, history = self._seen, self._history
-        for i, u in zip(lanes.tolist(), users.tolist()):
-            if self._seen_items[i]:
-                seen[i, self._seen_items[i]] = False
-            h = history[u]
-            seen[i, h] = True
-            self._seen_items[i] = h.tolist()
-            if self.H:
-                recent = self._recent[i]
-                recent[:] = self.n_items
-                if len(h):
-                    k = min(self.H, len(h))
-                    recent[self.H - k:] = h[len(h) - k:]
+        seen = self._seen
+        if self._started:            # forget the previous users' items
+            old = self.users[lanes]
+            rows, cols = self._history_of(lanes, old)
+            seen[rows, cols] = False
+            for i in lanes.tolist():
+                if self._watched[i]:
+                    seen[i, self._watched[i]] = False
+                    self._watched[i] = []
+        rows, cols = self._history_of(lanes, users)
+        seen[rows, cols] = True
+        if self.H:
+            self._recent[lanes] = self._last_h[users]
         self.users[lanes] = users
         self.user_ids[lanes] = pop.ids[users]
         self.t[lanes] = 0
@@ -239,7 +249,16 @@ class SessionVectorEnv(VectorEnv):
         self._session_genres[lanes] = False
         self._watched_any[lanes] = False
         self._ended[lanes] = False
-        self._draw_candidates(lanes)
+        if draw:
+            self._draw_candidates(lanes)
+
+    def _history_of(self, lanes: np.ndarray, users: np.ndarray):
+        """(sub-env, item) pairs of the users' prior histories."""
+        lens = self._h_len[users]
+        total = int(lens.sum())
+        rows = np.repeat(lanes, lens)
+        starts = np.repeat(self._h_off[users] - (np.cumsum(lens) - lens), lens)
+        return rows, self._h_flat[starts + np.arange(total)]
 
     def _draw_candidates(self, lanes: np.ndarray) -> None:
         """``sample_candidates`` for each sub-env in ``lanes``: C distinct unseen items."""
@@ -249,11 +268,42 @@ class SessionVectorEnv(VectorEnv):
         drawn = draws.integers(lanes, self.n_items, self.C)
         s = np.sort(drawn, axis=1)
         bad = (s[:, 1:] == s[:, :-1]).any(axis=1) | self._seen[lanes[:, None], drawn].any(axis=1)
-        for row in np.flatnonzero(bad).tolist():
-            i = int(lanes[row])
-            seen = set(self._seen_items[i])
-            drawn[row] = fill_candidates(draws.generator(i), self.n_items, seen, self.C)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            drawn[rows] = self._fill(lanes[rows], draws)
         self.candidates[lanes] = drawn
+
+    def _seen_set(self, i: int) -> set:
+        seen = set(self._history[self.users[i]].tolist())
+        seen.update(self._watched[i])
+        return seen
+
+    def _fill(self, lanes: np.ndarray, draws) -> np.ndarray:
+        """``fill_candidates`` for each sub-env in ``lanes`` (whose first draw collided), its first
+        round of draws (2C + 4 items) checked for all of them at once."""
+        C, L = self.C, 2 * self.C + 4
+        shared = self.rng_mode == "shared"
+        if shared:
+            state = self.np_random.bit_generator.state
+        drawn = draws.integers(lanes, self.n_items, L)
+        order = np.argsort(drawn, axis=1, kind="stable")
+        srt = np.take_along_axis(drawn, order, axis=1)
+        first = np.ones_like(drawn, dtype=bool)
+        np.put_along_axis(first, order, np.concatenate([np.ones((len(lanes), 1), dtype=bool),
+                                                        srt[:, 1:] != srt[:, :-1]], axis=1), axis=1)
+        valid = first & ~self._seen[lanes[:, None], drawn]
+        enough = valid.sum(axis=1) >= C
+        if shared and not enough.all():      # a second round would interleave: replay one by one
+            self.np_random.bit_generator.state = state
+            return np.stack([fill_candidates(self.np_random, self.n_items, self._seen_set(i), C)
+                             for i in lanes.tolist()])
+        pick = np.argsort(~valid, axis=1, kind="stable")[:, :C]
+        out = np.take_along_axis(drawn, pick, axis=1)
+        for row in np.flatnonzero(~enough).tolist():
+            i = int(lanes[row])
+            got = drawn[row][valid[row]].tolist()
+            out[row] = fill_candidates(draws.generator(i), self.n_items, self._seen_set(i), C, out=got)
+        return out
 
     # ------------------------------------------------------------------ step
 
@@ -271,7 +321,8 @@ class SessionVectorEnv(VectorEnv):
         if self._ended.any():
             if self.autoreset_mode == AutoresetMode.NEXT_STEP:
                 stepped = ~self._ended
-                self._reset_lanes(np.flatnonzero(self._ended))
+                # new users now, their candidates with the stepped sub-envs' below
+                self._reset_lanes(np.flatnonzero(self._ended), draw=False)
             elif self.autoreset_mode == AutoresetMode.DISABLED:
                 raise RuntimeError("sub-envs " + str(np.flatnonzero(self._ended).tolist()) + " have ended: reset them "
                                    "with reset(options={'reset_mask': mask}) (autoreset_mode is DISABLED)")
@@ -279,6 +330,7 @@ class SessionVectorEnv(VectorEnv):
         info: dict[str, Any] = {}
         if len(lanes):
             self._step_lanes(lanes, actions[lanes], rewards, terminated, truncated, info)
+        self._draw_candidates(np.arange(N))
         done = terminated | truncated
         self._ended = done.copy()
         obs = self._observe()
@@ -314,7 +366,7 @@ class SessionVectorEnv(VectorEnv):
         pos = acts if fine.all() else acts.copy()
         for row in np.flatnonzero(~fine).tolist():
             pos[row] = slate_from_action(acts[row], C)
-        items = np.take_along_axis(self.candidates[lanes], pos, axis=1)
+        items = self.candidates[lanes[:, None], pos]
         users = self.users[lanes]
         pages = self.t[lanes] + 1
         draws = self._draws(lanes)
@@ -336,7 +388,7 @@ class SessionVectorEnv(VectorEnv):
             sub_lanes = lanes[rows]
             self._seen[sub_lanes, item] = True
             for i, it in zip(sub_lanes.tolist(), item.tolist()):
-                self._seen_items[i].append(it)
+                self._watched[i].append(it)
             self._session_genres[sub_lanes] |= self._genre_on[item]
             self._watched_any[sub_lanes] = True
             if self.H:
@@ -351,17 +403,19 @@ class SessionVectorEnv(VectorEnv):
         term = nxt == LEAVE
         terminated[lanes] = term
         truncated[lanes] = ~term & (pages >= self.horizon)
-        self._draw_candidates(lanes)
-        mask = np.zeros(N, dtype=bool)
-        mask[lanes] = True
-        slate = np.zeros((N, S), dtype=np.int64)
-        slate[lanes] = items
-        clicked = np.full((N, W), -1, dtype=np.int64)
-        clicked[lanes] = picks
-        c = np.zeros(N, dtype=np.int64)
-        c[lanes] = clicks
-        mins = np.zeros(N)
-        mins[lanes] = minutes
+        if n == N:
+            mask, slate, clicked, c, mins = np.ones(N, dtype=bool), items, picks, clicks, minutes
+        else:
+            mask = np.zeros(N, dtype=bool)
+            mask[lanes] = True
+            slate = np.zeros((N, S), dtype=np.int64)
+            slate[lanes] = items
+            clicked = np.full((N, W), -1, dtype=np.int64)
+            clicked[lanes] = picks
+            c = np.zeros(N, dtype=np.int64)
+            c[lanes] = clicks
+            mins = np.zeros(N)
+            mins[lanes] = minutes
         info.update(clicks=c, _clicks=mask, watch_minutes=mins, _watch_minutes=mask.copy(), slate=slate,
                     _slate=mask.copy(), clicked=clicked, _clicked=mask.copy())
 
