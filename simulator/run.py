@@ -173,7 +173,8 @@ def llm_status(scn, extra: dict) -> str:
 
 def finish(out: Path, scn, parts, sim_minutes: float, status: str, wall_seconds: float,
            extra: dict | None = None, overrides: list[str] | None = None) -> dict:
-    """Metrics, time series and report from the event log in ``out``."""
+    """Metrics, time series, ``report.md`` (with plots) and the explorer ``report.html`` from
+    the event log in ``out``."""
     import numpy as np
 
     from recworld.simulator.engine.events import read_events
@@ -197,6 +198,12 @@ def finish(out: Path, scn, parts, sim_minutes: float, status: str, wall_seconds:
     shown = (np.bincount(parts.catalog.indices_of(imp["item_id"].to_numpy()), minlength=len(parts.catalog))
              if len(imp) else np.zeros(len(parts.catalog)))
     write_report(out, scn, metrics, ts, shown, status=status, plots=scn.output.plots)
+    try:                                # the explorer; a failure here costs the page, not the run
+        from recworld.simulator.output.html import write_html
+
+        write_html(out, max_users=getattr(scn.output, "html_users", None))
+    except Exception:  # noqa: BLE001 - logged with its traceback
+        log.exception("could not write report.html in %s", out)
     return metrics
 
 
