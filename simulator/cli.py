@@ -268,27 +268,59 @@ def _cmd_evaluate(args) -> int:
 def _add_compare(c: argparse.ArgumentParser) -> None:
     c.add_argument("scenario")
     c.add_argument("--recommenders", help="comma-separated names (default: the scenario's compare: list)")
+    c.add_argument("--seeds", default="5",
+                   help="a count (the scenario's seed and the next ones) or a list: 5 (default), or 1,2,3")
+    c.add_argument("--baseline", help="the arm the others are compared with, seed by seed "
+                                      "(default: random if it is an arm, else the first)")
+    _add_engine(c)
     c.add_argument("--out", help="output folder (default: runs/compare-NAME-TIMESTAMP)")
     _add_overwrite(c, "comparison")
     c.add_argument("--no-progress", action="store_true")
     _add_set(c)
 
 
+def _seeds_arg(text: str) -> int | list[int]:
+    try:
+        parts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        parts = []
+    if not parts:
+        raise ValueError(f"--seeds takes a count or a list of seeds (5, or 1,2,3), got {text!r}")
+    return parts if "," in text else parts[0]
+
+
 def _cmd_compare(args) -> int:
     from recworld.simulator.output.folders import check_out, default_out
     from recworld.simulator.scenario import load_scenario, validate_plugins
-    from recworld.simulator.studies.compare import compare
-    from recworld.simulator.studies.evaluate import markdown_table
+    from recworld.simulator.studies.aggregate import differences_markdown
+    from recworld.simulator.studies.compare import PRINTED, printed_table, run_compare
 
     scn = load_scenario(args.scenario, args.overrides)
     validate_plugins(scn, args.scenario)
+    seeds = _seeds_arg(args.seeds)
     out = Path(args.out) if args.out else default_out("compare", scn.name)
     check_out(out, args.overwrite)
-    table = compare(scn, out, names=_names(args.recommenders), progress=not args.no_progress,
-                    overwrite=args.overwrite)
-    print(markdown_table(table), end="")
+    try:
+        table, res = run_compare(args.scenario, out, args.overrides, names=_names(args.recommenders),
+                                 progress=not args.no_progress, overwrite=args.overwrite, seeds=seeds,
+                                 baseline=args.baseline, engine=args.engine, address=args.address,
+                                 num_cpus=args.num_cpus)
+    except ImportError as e:
+        return _error(str(e), EXIT_USAGE)
+    except ConnectionError as e:
+        return _error(str(e), EXIT_FAILED)
+    print(f"mean over {len(res.plan.seeds)} seed(s) [95% interval]:")
+    print(printed_table(table), end="")
+    if len(res.differences):
+        print(f"difference from {res.plan.baseline}, paired by seed (* = the interval leaves out zero):")
+        print(differences_markdown(res.differences, PRINTED), end="")
     print(f"report: {out}/report.md")
-    return EXIT_OK
+    code = STATUS_EXIT.get(res.status, EXIT_FAILED)
+    if code != EXIT_OK:
+        bad = res.runs[~res.runs["status"].isin(["completed", "degraded"])]
+        print(f"error: the comparison ended {res.status} ({', '.join(bad['folder'])} did not finish); "
+              f"see {out}/report.md", file=sys.stderr)
+    return code
 
 
 # ----------------------------------------------------------------------------- sweep
@@ -343,11 +375,7 @@ def _sweep_config(scn, args) -> dict:
     """The scenario's sweep: section with the command line's flags laid over it."""
     cfg = scn.sweep.model_dump(mode="json") if scn.sweep is not None else {}
     if args.seeds:
-        try:
-            parts = [int(x) for x in args.seeds.split(",") if x.strip()]
-        except ValueError:
-            raise ValueError(f"--seeds takes a count or a list of seeds (5, or 1,2,3), got {args.seeds!r}") from None
-        cfg["seeds"] = parts if "," in args.seeds else parts[0]
+        cfg["seeds"] = _seeds_arg(args.seeds)
     for flag, section in (("--grid", "grid"), ("--zip", "zip")):
         for text in getattr(args, section):
             key, values = _sweep_values(text, flag)
@@ -453,8 +481,8 @@ COMMANDS = {
               _cmd_train),
     "evaluate": ("offline leave-last-out evaluation of recommenders on MovieLens data", _add_evaluate,
                  _cmd_evaluate),
-    "compare": (("run several recommenders on the same users and seed; compare CTR, diversity, coverage, Gini "
-                 "and regret"), _add_compare, _cmd_compare),
+    "compare": (("run several recommenders on the same users over several seeds (5 by default): CTR, diversity, "
+                 "coverage, Gini and regret with 95% intervals and paired differences"), _add_compare, _cmd_compare),
     "sts": (("strategic text sequence study: search, the Kumar & Lakkaraju protocol on the LLM recommenders, "
              "and the in-world A/B"), _add_sts, _cmd_sts),
     "sweep": (("run a scenario over seeds and settings (sweep: section or --seeds/--grid), in-process or on Ray; "

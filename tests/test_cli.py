@@ -246,16 +246,16 @@ def test_compare_leaves_no_folder_when_it_cannot_start(scenario_file, tmp_path, 
 def test_compare_duplicate_arms_get_their_own_folders(scenario_file, tmp_path, capsys):
     out = tmp_path / "o"
     assert main(["compare", str(scenario_file), "--recommenders", "random,random", "--out", str(out),
-                 "--no-progress"]) == 0
-    assert (out / "random" / "metrics.json").exists() and (out / "random-2" / "metrics.json").exists()
+                 "--no-progress", "--seeds", "1"]) == 0
+    assert (out / "random-seed3" / "metrics.json").exists() and (out / "random-2-seed3" / "metrics.json").exists()
     assert is_run_folder(out, "compare")
     assert main(["compare", str(scenario_file), "--recommenders", "random", "--out", str(out), "--no-progress"]) == 2
     assert "--overwrite" in one_line_error(capsys.readouterr().err)
-    if not is_run_folder(out / "random"):
+    if not is_run_folder(out / "random-seed3"):
         pytest.skip("run_scenario does not mark its run folders yet (simulator/run.py: prepare_out)")
     assert main(["compare", str(scenario_file), "--recommenders", "popularity", "--out", str(out), "--overwrite",
-                 "--no-progress"]) == 0
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["plots", "popularity"]
+                 "--no-progress", "--seeds", "1"]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["plots", "popularity-seed3"]
 
 
 def test_sts_without_an_sts_section_leaves_no_folder(scenario_file, tmp_path, monkeypatch, capsys):

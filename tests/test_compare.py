@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import numpy as np
@@ -60,12 +61,22 @@ def test_propensities(small_scenario, tmp_path):
 
 def test_compare_runs_every_arm_on_the_same_users(small_scenario, tmp_path):
     small_scenario["compare"] = [{"name": "random"}, {"name": "slate_ts", "sampling": "greedy", "label": "greedy"}]
-    table = compare(small_scenario, tmp_path, progress=False)
-    assert table["recommender"].tolist() == ["random", "greedy"]
+    table = compare(small_scenario, tmp_path, progress=False, seeds=2)
+    assert table["recommender"].tolist() == ["random", "greedy"] and (table["n_seeds"] == 2).all()
     assert table["regret_total"].notna().all() and (table["regret_total"] > 0).all()
-    users = [set(load_run(tmp_path / arm).users["user_id"]) for arm in ("random", "greedy")]
-    assert users[0] == users[1]
-    for f in ("compare.csv", "compare.json", "report.md", "plots/regret_and_ctr.png"):
+    # a mean over seeds with its 95% interval
+    assert (table["regret_total_low"] <= table["regret_total"]).all()
+    assert (table["regret_total"] <= table["regret_total_high"]).all()
+    for seed in (3, 4):                                  # seed by seed, every arm meets the same users
+        users = [set(load_run(tmp_path / f"{arm}-seed{seed}").users["user_id"]) for arm in ("random", "greedy")]
+        assert users[0] == users[1]
+    runs = json.loads((tmp_path / "compare.json").read_text())["runs"]
+    per_run = {(r["arm"], r["seed"]): r["regret_total"] for r in runs}
+    assert table.set_index("recommender").loc["greedy", "regret_total"] == pytest.approx(
+        (per_run[("greedy", 3)] + per_run[("greedy", 4)]) / 2)
+    diffs = json.loads((tmp_path / "compare.json").read_text())["differences"]
+    assert {d["arm"] for d in diffs} == {"greedy"} and {d["baseline"] for d in diffs} == {"random"}
+    for f in ("compare.csv", "compare.json", "report.md", "plots/regret_and_ctr.png", "plots/metrics.png"):
         assert (tmp_path / f).exists()
 
 
@@ -89,13 +100,15 @@ def test_cli_compare_needs_arms(tmp_path, capsys, small_scenario):
     assert main(["compare", str(f), "--out", str(tmp_path / "o")]) != 0
     assert "compare" in capsys.readouterr().err
     assert main(["compare", str(f), "--recommenders", "random,popularity", "--out", str(tmp_path / "o"),
-                 "--no-progress"]) == 0
+                 "--no-progress", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "mean over 2 seed(s) [95% interval]" in out and "difference from random" in out
 
 
 @pytest.mark.slow
 def test_shipped_comparison_scenario(tmp_path):
     table = compare(ROOT / "scenarios" / "compare_recommenders.yaml", tmp_path, progress=False,
-                    overrides=["duration_days=2"]).set_index("recommender")
+                    overrides=["duration_days=2"], seeds=1).set_index("recommender")
     r = table["regret_total"]
     # every learning recommender accumulates less regret than showing random items
     for arm in ("slate_ts", "slate_ts_greedy", "slate_ts_single", "linucb", "popularity"):
@@ -110,10 +123,10 @@ def test_in_slate_ts_regret_falls_below_greedy_and_random(tmp_path):
     cfg = yaml.safe_load((ROOT / "scenarios" / "compare_recommenders.yaml").read_text())
     cfg["compare"] = [a for a in cfg["compare"] if a.get("label", a["name"]) in ("slate_ts", "slate_ts_greedy", "random")]
     assert len(cfg["compare"]) == 3
-    compare(cfg, tmp_path, progress=False, overrides=["duration_days=14"])
+    compare(cfg, tmp_path, progress=False, overrides=["duration_days=14"], seeds=1)
     late, total = {}, {}
     for arm in ("slate_ts", "slate_ts_greedy", "random"):
-        ev = load_run(tmp_path / arm).of_kind("slate")
+        ev = load_run(tmp_path / f"{arm}-seed5").of_kind("slate")
         r = (ev["p_oracle"] - ev["p_click"]).dropna()
         t = ev.loc[r.index, "time"]
         late[arm] = float(r[t >= 7 * 1440].mean())

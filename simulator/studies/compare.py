@@ -1,9 +1,12 @@
-"""Online comparison: several recommenders on the same population and seed.
+"""Online comparison: several recommenders on the same populations, over several seeds.
 
-Each arm is a full world run (its own run folder) with the oracle on, so each slate's true
-click probability and the best possible slate's are logged; the comparison tabulates CTR,
-watch time, diversity, coverage, exposure Gini and cumulative regret, and plots regret and
-CTR over time.
+A comparison is a sweep over the recommender (``recworld.simulator.studies.sweep``): every
+arm runs with every seed (5 by default: the scenario's seed and the next four), each run a
+full world in its own run folder ``ARM-seedN/`` with the oracle on, so each slate's true
+click probability and the best possible slate's are logged.  Within a seed every arm meets
+the same users and catalog.  The table gives each metric's mean over seeds with its 95%
+interval, and the paired differences against a baseline arm (``random`` when it is one of
+the arms, else the first); the plots show regret and CTR over time with 95% bands.
 """
 
 from __future__ import annotations
@@ -14,81 +17,107 @@ from pathlib import Path
 import pandas as pd
 
 COLUMNS = ["ctr", "watches", "watch_minutes", "mean_rating", "genre_entropy_per_user", "catalog_coverage",
-           "exposure_gini", "regret_total", "regret_per_slate", "slates_shown"]
+           "exposure_gini", "regret_total", "regret_per_slate", "regret_per_slate_last_third", "slates_shown"]
+#: the metrics ``recworld compare`` prints (the report and compare.csv have all of COLUMNS)
+PRINTED = ["ctr", "watches", "catalog_coverage", "exposure_gini", "regret_per_slate"]
+DEFAULT_SEEDS = 5
 
 
-def compare(scenario, out: str | Path, overrides=None, names: list[str] | None = None, progress: bool = True,
-            overwrite: bool = False):
-    """Run every arm (``scenario.compare`` or ``names``); returns the comparison table.
+def _arms(scn, names: list[str] | None):
+    from recworld.simulator.scenario import CompareEntry, ScenarioError
 
-    ``out`` must be new or empty (or, with ``overwrite``, an earlier comparison: see
-    ``prepare_out``); each arm's run folder is a sub-folder named after the arm."""
-    from recworld.simulator.output.folders import prepare_out, safe_name
-    from recworld.simulator.run import load_run, run_scenario
-    from recworld.simulator.scenario import CompareEntry, ScenarioError, load_scenario
-
-    scn = load_scenario(scenario, overrides)
     arms = [CompareEntry(name=n) for n in names] if names else list(scn.compare)
     if not arms:
         raise ScenarioError([("compare", "no recommenders to compare: add a compare: list to the scenario "
                                          "or pass --recommenders a,b,c")])
-    out = prepare_out(out, overwrite, "compare")
-    base = scn.model_dump(mode="json")
-    base["compare"] = []
-    base["output"]["oracle"] = True
-    rows, series, folders = [], {}, set()
+    values, seen = [], set()
     for arm in arms:
-        cfg = dict(base, recommender={"name": arm.name, **arm.params})
-        name, n = safe_name(arm.display), 1
-        while name.lower() in folders:                  # --recommenders a,a: one folder each
+        label, n = arm.display, 1
+        while label.lower() in seen:                      # --recommenders a,a: one arm (and folder) each
             n += 1
-            name = f"{safe_name(arm.display)}-{n}"
-        folders.add(name.lower())
-        folder = run_scenario(cfg, out / name, progress=progress)
-        run = load_run(folder)
-        ts = run.timeseries
-        late = ts.iloc[len(ts) * 2 // 3:]                  # the last third of the run
-        late_regret = (float(late["regret"].sum() / late["slates"].sum())
-                       if late["slates"].sum() and late["regret"].notna().any() else None)
-        rows.append({"recommender": arm.display, **{c: run.metrics.get(c) for c in COLUMNS},
-                     "regret_per_slate_last_third": late_regret})
-        series[arm.display] = run.timeseries
-    table = pd.DataFrame(rows)
+            label = f"{arm.display}-{n}"
+        seen.add(label.lower())
+        values.append({"name": arm.name, **arm.params, "label": label})
+    return values
+
+
+def compare(scenario, out: str | Path, overrides=None, names: list[str] | None = None, progress: bool = True,
+            overwrite: bool = False, seeds: int | list[int] = DEFAULT_SEEDS, baseline: str | None = None,
+            engine: str = "auto", address: str | None = None, num_cpus: int | None = None) -> pd.DataFrame:
+    """Run every arm (``scenario.compare`` or ``names``) with every seed; returns the table:
+    one row per recommender with ``n_seeds`` and, per metric, its mean (``ctr``) and 95%
+    interval over seeds (``ctr_low``, ``ctr_high``).
+
+    ``out`` must be new or empty (or, with ``overwrite``, an earlier comparison: see
+    ``prepare_out``).  ``seeds``: a count (from the scenario's seed on) or a list.
+    ``engine``/``address``: as for ``recworld sweep`` (in-process unless Ray is asked for)."""
+    return run_compare(scenario, out, overrides, names, progress, overwrite, seeds, baseline, engine, address,
+                       num_cpus)[0]
+
+
+def run_compare(scenario, out: str | Path, overrides=None, names: list[str] | None = None, progress: bool = True,
+                overwrite: bool = False, seeds: int | list[int] = DEFAULT_SEEDS, baseline: str | None = None,
+                engine: str = "auto", address: str | None = None, num_cpus: int | None = None):
+    """``compare``, returning the table and the ``SweepResult`` (runs, summary, differences)."""
+    from recworld.simulator.output.folders import check_out, prepare_out
+    from recworld.simulator.scenario import SweepConfig, load_scenario
+    from recworld.simulator.studies import aggregate
+    from recworld.simulator.studies.sweep import make_plan, resolve_engine, run_plan
+
+    base_dir = Path(scenario).expanduser().resolve().parent if isinstance(scenario, (str, Path)) else None
+    scn = load_scenario(scenario, overrides)
+    values = _arms(scn, names)
+    labels = [v["label"] for v in values]
+    if baseline is None:
+        baseline = "random" if "random" in labels else labels[0]
+    base = scn.model_dump(mode="json")
+    base["output"]["oracle"] = True
+    config = SweepConfig(seeds=seeds, grid={"recommender": values}, baseline=baseline, metrics=COLUMNS)
+    plan = make_plan(base, config, base_dir)
+    engine = resolve_engine(engine, address)
+    out = Path(out)
+    check_out(out, overwrite)
+    out = prepare_out(out, overwrite, "compare")
+    result = run_plan(plan, out, engine, address, num_cpus, progress)
+    table = aggregate.wide(result.summary, COLUMNS).rename(columns={"arm": "recommender"})
     table.to_csv(out / "compare.csv", index=False)
-    (out / "compare.json").write_text(json.dumps(rows, indent=2))
-    _plots(out, series)
-    _report(out, scn, table)
-    return table
+    data = {"scenario": scn.name, "status": result.status, "seeds": plan.seeds, "baseline": baseline,
+            "engine": result.info.get("engine"), "interval": "95% Student t over seeds",
+            "table": json.loads(table.to_json(orient="records")),
+            "differences": json.loads(result.differences.to_json(orient="records")),
+            "runs": json.loads(result.runs.to_json(orient="records"))}
+    (out / "compare.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+    plots = {}
+    p = aggregate.plot_timeseries(result.series, out / "plots" / "regret_and_ctr.png", columns=[
+        ("regret_cumulative", "cumulative regret (oracle - shown click prob.)"),
+        ("regret", "regret per time bin (sum over slates)"), ("ctr", "CTR (watches / items shown)")],
+        title=f"mean over {len(plan.seeds)} seed(s), 95% band")
+    if p:
+        plots["timeseries"] = p
+    p = aggregate.plot_metrics(result.summary, COLUMNS, out / "plots" / "metrics.png",
+                               title="mean over seeds, 95% interval")
+    if p:
+        plots["metrics"] = p
+    from recworld.simulator.studies.sweep import write_report
+
+    write_report(result, out / "report.md", f"Recommender comparison: {scn.name}", plots,
+                 intro=(f"Every recommender runs on the same populations: seed by seed, the same users and catalog, "
+                        f"{scn.duration_days:g} simulated days. Regret is the oracle slate's click probability minus "
+                        "the shown slate's, summed over slates."),
+                 files=("Each run is an ordinary run folder `ARM-seedN/` (events, metrics, report). `compare.csv` "
+                        "has the table (mean and interval per metric), `compare.json` the table, the paired "
+                        "differences and every run."))
+    if result.status == "interrupted":
+        raise KeyboardInterrupt(f"comparison interrupted; results so far in {out}")
+    return table, result
 
 
-def _plots(out: Path, series: dict[str, pd.DataFrame]) -> None:
-    from matplotlib.figure import Figure
+def printed_table(table: pd.DataFrame, metrics: list[str] = PRINTED) -> str:
+    """The comparison as ``recworld compare`` prints it: mean [95% interval] per metric."""
+    from recworld.simulator.studies.aggregate import _md, with_interval
 
-    fig = Figure(figsize=(16, 3.8))
-    a, m, b = fig.subplots(1, 3)
-    for name, ts in series.items():
-        hours = ts["start_minute"] / 60
-        a.plot(hours, ts["regret_cumulative"], label=name)
-        per = (ts["regret"].rolling(3, min_periods=1).sum() / ts["slates"].rolling(3, min_periods=1).sum())
-        m.plot(hours, per, label=name)
-        b.plot(hours, ts["ctr"], label=name, alpha=0.8)
-    a.set(xlabel="simulated hours", ylabel="sum of (oracle - shown) click prob.", title="Cumulative regret")
-    m.set(xlabel="simulated hours", ylabel="regret per slate (3-bin window)", title="Regret per slate over time")
-    b.set(xlabel="simulated hours", ylabel="watches / items shown", title="CTR over time")
-    for ax in (a, m, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    (out / "plots").mkdir(exist_ok=True)
-    fig.savefig(out / "plots" / "regret_and_ctr.png", dpi=110)
-
-
-def _report(out: Path, scn, table: pd.DataFrame) -> None:
-    from recworld.simulator.studies.evaluate import markdown_table
-
-    text = [f"# Recommender comparison: {scn.name}", "",
-            f"Same population, seed ({scn.seed}) and {scn.duration_days:g} simulated days for every recommender; "
-            "regret is the oracle slate's click probability minus the shown slate's, summed over slates.", "",
-            markdown_table(table), "![regret and CTR](plots/regret_and_ctr.png)", "",
-            "Each recommender's own run folder (events, report) is in the sub-folder of its name.", ""]
-    (out / "report.md").write_text("\n".join(text))
+    metrics = [m for m in metrics if m in table.columns]
+    rows = [[str(r["recommender"]), str(int(r["n_seeds"]))]
+            + [with_interval(r[m], r.get(f"{m}_low"), r.get(f"{m}_high")) for m in metrics]
+            for _, r in table.iterrows()]
+    return _md(["recommender", "seeds"] + metrics, rows)
