@@ -204,3 +204,40 @@ def test_a_brain_without_the_batch_model_is_refused():
 
     assert not Changed.batch_consistent(object.__new__(Changed))
     assert ParametricBrain.batch_consistent(object.__new__(ParametricBrain))
+
+
+def test_sb3_adapter_trains_the_same_model_as_dummy_vec_env():
+    """recworld train's native vector env: exactly the rollouts of SB3's DummyVecEnv (+ Monitor), so
+    the same weights and the same episode statistics."""
+    pytest.importorskip("stable_baselines3")
+    import torch
+
+    from recworld.simulator.studies.rl import train
+
+    episodes = {}
+
+    def run(vec_env):
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        class Seen(BaseCallback):
+            def _on_step(self):
+                episodes.setdefault(vec_env, []).extend(
+                    (i["episode"]["r"], i["episode"]["l"]) for i in self.locals["infos"] if "episode" in i)
+                return True
+
+        model = train(RL, steps=300, n_envs=3, seed=4, overrides=SMALL, vec_env=vec_env, callback=Seen())
+        return {k: v.clone() for k, v in model.policy.state_dict().items()}
+
+    threads = torch.get_num_threads()
+    a, b = run("native"), run("dummy")
+    assert torch.get_num_threads() == threads              # train restores torch's setting
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert episodes["native"] == episodes["dummy"] and len(episodes["native"]) > 50
+
+
+def test_sb3_adapter_needs_same_step_autoreset():
+    pytest.importorskip("stable_baselines3")
+    from recworld.simulator.gym.sb3 import SB3VectorEnv
+
+    with pytest.raises(ValueError, match="SAME_STEP"):
+        SB3VectorEnv(native(2))

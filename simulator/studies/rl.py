@@ -9,7 +9,7 @@ and learns from far fewer steps than a flat MLP over all candidates at once.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +27,41 @@ def make_env(scenario, overrides=None, env_id: str = "recworld/Session-v0"):
 
 
 def train(scenario, algo: str = "ppo", steps: int = 30_000, seed: int = 0, overrides=None, n_envs: int = 4,
-          progress: bool = False, env_id: str = "recworld/Session-v0", callback=None):
-    """Train a policy on vectorised copies of the env; returns the stable-baselines3 model."""
+          progress: bool = False, env_id: str = "recworld/Session-v0", callback=None, threads: int | None = 1,
+          vec_env: str = "native"):
+    """Train a policy on ``n_envs`` copies of the env; returns the stable-baselines3 model.
+
+    ``threads``: torch threads while training (1 suits these small networks; ``None`` keeps
+    torch's setting); the previous setting is restored afterwards.  ``vec_env``: ``"native"``
+    steps Session-v0's copies together (the natively vectorised env, one random stream per
+    copy: the same trajectories, and so the same model, as ``"dummy"``, SB3's DummyVecEnv of
+    single envs); other env ids use ``"dummy"``; ``"subproc"`` runs each copy in a process."""
     from stable_baselines3.common.env_util import make_vec_env
 
-    venv = make_vec_env(lambda: make_env(scenario, overrides, env_id), n_envs=n_envs, seed=seed)
-    cls = _algo(algo)
-    kw = dict(n_steps=512, batch_size=256, learning_rate=1e-3, ent_coef=0.0) if algo == "ppo" else {}
-    model = cls(slate_policy_class(), venv, seed=seed, policy_kwargs=policy_kwargs(), verbose=0, device="cpu", **kw)
-    model.learn(total_timesteps=steps, progress_bar=progress, callback=callback)
+    from recworld.simulator.gym.policies import torch_threads
+
+    if vec_env not in ("native", "dummy", "subproc"):
+        raise ValueError(f"vec_env must be 'native', 'dummy' or 'subproc', got {vec_env!r}")
+    with torch_threads(threads):
+        if vec_env == "native" and env_id == "recworld/Session-v0":
+            import gymnasium as gym
+
+            from recworld.simulator.gym.sb3 import SB3VectorEnv
+
+            venv = SB3VectorEnv(gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point",
+                                             scenario=scenario, overrides=overrides, rng="per_env",
+                                             autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
+            venv.seed(seed)
+        else:
+            from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+            cls = SubprocVecEnv if vec_env == "subproc" else DummyVecEnv
+            venv = make_vec_env(lambda: make_env(scenario, overrides, env_id), n_envs=n_envs, seed=seed, vec_env_cls=cls)
+        algo_cls = _algo(algo)
+        kw = dict(n_steps=512, batch_size=256, learning_rate=1e-3, ent_coef=0.0) if algo == "ppo" else {}
+        model = algo_cls(slate_policy_class(), venv, seed=seed, policy_kwargs=policy_kwargs(), verbose=0, device="cpu",
+                         **kw)
+        model.learn(total_timesteps=steps, progress_bar=progress, callback=callback)
     return model
 
 
@@ -112,39 +138,96 @@ def builtin_policy(name: str, env, seed: int = 0):
 
 @dataclass
 class EvalResult:
+    """A policy's evaluation: ``returns[i][k]`` is episode k's return on seed ``seeds[i]``."""
     policy: str
-    mean: float           # mean episode return over all seeds
+    mean: float           # mean episode return over all seeds and episodes
     std: float            # std of the per-seed means
     per_seed: list[float]
     episodes: int
+    ci_low: float = float("nan")      # 95% interval of the mean: bootstrap over seeds, then episodes
+    ci_high: float = float("nan")
+    seeds: list[int] = field(default_factory=list)
+    returns: list[list[float]] = field(default_factory=list)
+    #: for a baseline: the evaluated policy's name and its advantage over this one (its return minus
+    #: this one's, paired by seed and episode reset), with the 95% interval
+    advantage_of: str | None = None
+    advantage: float = float("nan")
+    advantage_low: float = float("nan")
+    advantage_high: float = float("nan")
+
+
+BOOTSTRAP = 2000
+
+
+def bootstrap_interval(returns, level: float = 0.95, reps: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
+    """Interval of the mean of ``returns`` (per seed, a list of episode returns) by a two-level
+    bootstrap: seeds drawn with replacement, then episodes within each drawn seed, so both
+    sources of variation count.  Its own generator (``seed``): the same input gives the same
+    interval.  With one seed it is the bootstrap over episodes."""
+    groups = [np.asarray(r, dtype=np.float64) for r in returns if len(r)]
+    if not groups or sum(len(g) for g in groups) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    n = len(groups)
+    means = np.empty(reps)
+    for b in range(reps):
+        picked = rng.integers(0, n, n) if n > 1 else np.zeros(1, dtype=np.int64)
+        total = count = 0.0
+        for i in picked:
+            g = groups[i]
+            total += g[rng.integers(0, len(g), len(g))].sum()
+            count += len(g)
+        means[b] = total / count
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
 
 
 def evaluate(policy_factory, scenario, seeds, episodes: int = 50, overrides=None, name: str = "",
              env_id: str = "recworld/Session-v0") -> EvalResult:
-    """Mean episode return of a policy; each seed runs ``episodes`` episodes from
-    ``reset(seed=seed * 100_000 + k)``, so every policy meets the same users and candidates."""
+    """Mean episode return of a policy with its 95% interval over seeds and episodes; each
+    seed runs ``episodes`` episodes from ``reset(seed=seed * 100_000 + k)``, so every policy
+    meets the same users and candidates."""
     env = make_env(scenario, overrides, env_id)
-    per_seed = []
+    per_seed, returns = [], []
     for seed in seeds:
         policy = policy_factory(env, seed)
-        total = 0.0
+        episode_returns = []
         for k in range(episodes):
             obs, _ = env.reset(seed=int(seed) * 100_000 + k)
-            done = False
+            done, total = False, 0.0
             while not done:
                 action = policy(env, obs)
                 obs, r, term, trunc, info = env.step(action)
                 if isinstance(policy, EnvPolicy):
                     policy.observe(env, action, info)
-                total += r
+                total += float(r)
                 done = term or trunc
-        per_seed.append(total / episodes)
+            episode_returns.append(total)
+        returns.append(episode_returns)
+        per_seed.append(float(np.mean(episode_returns)))
     env.close()
-    return EvalResult(name, float(np.mean(per_seed)), float(np.std(per_seed)), per_seed, episodes)
+    lo, hi = bootstrap_interval(returns)
+    return EvalResult(name, float(np.mean([x for r in returns for x in r])), float(np.std(per_seed)), per_seed,
+                      episodes, lo, hi, [int(s) for s in seeds], returns)
+
+
+def compare_to(result: EvalResult, reference: EvalResult) -> EvalResult:
+    """Set ``result``'s advantage fields: ``reference``'s return minus ``result``'s, paired by
+    seed and episode reset, with its two-level bootstrap interval."""
+    if result.seeds != reference.seeds or [len(r) for r in result.returns] != [len(r) for r in reference.returns]:
+        raise ValueError("paired differences need the same seeds and episodes for both policies")
+    diffs = [list(np.asarray(a) - np.asarray(b)) for a, b in zip(reference.returns, result.returns)]
+    result.advantage_of = reference.policy
+    result.advantage = float(np.mean([x for d in diffs for x in d]))
+    result.advantage_low, result.advantage_high = bootstrap_interval(diffs)
+    return result
 
 
 def save_results(results: list[EvalResult], path: Path) -> None:
-    path.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    def clean(v):
+        return None if isinstance(v, float) and np.isnan(v) else v
+
+    path.write_text(json.dumps([{k: clean(v) for k, v in asdict(r).items()} for r in results], indent=2))
 
 
 # ----------------------------------------------------------------------------- train + evaluate
@@ -187,7 +270,9 @@ def train_and_evaluate(scenario, out: str | Path, algo: str = "ppo", steps: int 
                        overrides=None, eval_seeds: int = 5, eval_episodes: int = 100,
                        baselines=DEFAULT_BASELINES, progress: bool = True, overwrite: bool = False) -> dict:
     """Train, save ``model.zip`` + ``policy.json``, write the learning curve and an evaluation of
-    the policy against baselines on the same seeds (``results.json``, ``plots/``)."""
+    the policy against baselines on the same seeds and episode resets (``results.json``: each
+    mean with its 95% interval over seeds and episodes, each baseline with the policy's paired
+    advantage over it; ``report.md``, ``plots/``)."""
     import logging
 
     import pandas as pd
@@ -217,10 +302,43 @@ def train_and_evaluate(scenario, out: str | Path, algo: str = "ppo", steps: int 
         if name != "random" and name not in known:
             log.warning("baseline %r is not a registered recommender here; skipped", name)
             continue
-        results.append(evaluate(lambda env, s, n=name: builtin_policy(n, env, s), scn, seeds, eval_episodes, name=name))
+        res = evaluate(lambda env, s, n=name: builtin_policy(n, env, s), scn, seeds, eval_episodes, name=name)
+        results.append(compare_to(res, results[0]))
     save_results(results, out / "results.json")
     _plots(out, curve_df, results, scn.env.reward)
+    _report(out, scn, algo, steps, results)
     return {"model": out / "model.zip", "results": results}
+
+
+def evaluation_lines(results: list[EvalResult], reward: str) -> list[str]:
+    """The evaluation as text lines: each policy's mean [95% interval], and the trained
+    policy's paired advantage over each baseline."""
+    if not results:
+        return []
+    first = results[0]
+    lines = [f"mean episode return ({reward}) over {len(first.seeds)} seed(s) x {first.episodes} episodes, "
+             "95% interval (bootstrap over seeds and episodes):"]
+    for r in results:
+        text = f"  {r.policy:<12} {r.mean:8.3f}  [{r.ci_low:.3f}, {r.ci_high:.3f}]"
+        if r.advantage_of:
+            text += (f"   {r.advantage_of} - {r.policy}: {r.advantage:+.3f} "
+                     f"[{r.advantage_low:+.3f}, {r.advantage_high:+.3f}]")
+            if r.advantage_low > 0 or r.advantage_high < 0:
+                text += " *"
+        lines.append(text)
+    if any(r.advantage_of for r in results):
+        lines.append("  (* = the interval of the paired difference leaves out zero)")
+    return lines
+
+
+def _report(out: Path, scn, algo: str, steps: int, results: list[EvalResult]) -> None:
+    text = [f"# Training: {algo} on {scn.name}", "", f"{steps} training steps; policy in `model.zip` / `policy.pt`.",
+            "", "## Evaluation", "", "Every policy meets the same users and candidates (same seeds, same episode "
+            "resets). The interval is a 95% two-level bootstrap (seeds, then episodes within them); the advantage "
+            "is the trained policy's return minus the baseline's, paired by episode.", "", "```",
+            *evaluation_lines(results, scn.env.reward), "```", "",
+            "![learning curve](plots/learning_curve.png)", "", "![evaluation](plots/evaluation.png)", ""]
+    (out / "report.md").write_text("\n".join(text), encoding="utf-8")
 
 
 def _plots(out: Path, curve, results, reward: str) -> None:
@@ -232,7 +350,10 @@ def _plots(out: Path, curve, results, reward: str) -> None:
         window = max(1, len(curve) // 30)
         ax.plot(curve["timestep"], curve["episode_return"].rolling(window, min_periods=1).mean(), label="policy")
     for r in results[1:]:
-        ax.axhline(r.mean, ls="--", lw=1, label=r.policy, color={"random": "grey", "popularity": "tab:orange"}.get(r.policy))
+        color = {"random": "grey", "popularity": "tab:orange"}.get(r.policy)
+        ax.axhline(r.mean, ls="--", lw=1, label=r.policy, color=color)
+        if not np.isnan(r.ci_low):
+            ax.axhspan(r.ci_low, r.ci_high, alpha=0.12, color=color or "tab:green", lw=0)
     ax.set(xlabel="training steps", ylabel=f"episode return ({reward})", title="Learning curve")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -241,8 +362,11 @@ def _plots(out: Path, curve, results, reward: str) -> None:
 
     fig = Figure(figsize=(5, 3.5))
     ax = fig.add_subplot()
-    ax.bar([r.policy for r in results], [r.mean for r in results], yerr=[r.std for r in results], capsize=4,
+    means = np.array([r.mean for r in results])
+    err = np.array([[max(r.mean - r.ci_low, 0.0), max(r.ci_high - r.mean, 0.0)] if not np.isnan(r.ci_low)
+                    else [0.0, 0.0] for r in results]).T
+    ax.bar([r.policy for r in results], means, yerr=err, capsize=4,
            color=["tab:blue"] + ["tab:gray"] * (len(results) - 1))
-    ax.set(ylabel=f"mean episode return ({reward})", title="Evaluation (same seeds)")
+    ax.set(ylabel=f"mean episode return ({reward})", title="Evaluation (same seeds), 95% interval")
     fig.tight_layout()
     fig.savefig(out / "plots" / "evaluation.png", dpi=110)
