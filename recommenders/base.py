@@ -65,10 +65,11 @@ class BaseRecommender(Recommender):
         cached = self._runs.get(request.user)
         need = (page + 1) * k
         if page == 0 or cached is None or cached[0] != request.query or len(cached[1]) < need:
-            ranked = self._rank(request)
             if page == 0 or cached is None or cached[0] != request.query:
-                keep = ranked[: max(need, CACHED_PAGES * k)]
+                # a copy: a view would keep the whole ranking alive as long as the cache entry
+                keep = self._top(request, max(need, CACHED_PAGES * k))
             else:   # ran past the cache: continue the ranking without repeating earlier pages
+                ranked = self._rank(request)
                 fresh = ranked[~np.isin(ranked, cached[1])]
                 keep = np.concatenate([cached[1], fresh[: max(need, CACHED_PAGES * k) - len(cached[1])]])
             self._runs[request.user] = (request.query, keep)
@@ -79,6 +80,11 @@ class BaseRecommender(Recommender):
     def propensities(self, request: SlateRequest, items: np.ndarray) -> np.ndarray | None:
         """Per-slot probability of this slate under the policy, or None where not computable."""
         return np.ones(len(items)) if self.deterministic else None
+
+    def _top(self, request: SlateRequest, limit: int) -> np.ndarray:
+        """The first ``limit`` items of ``_rank(request)``, as an array of their own (subclasses
+        with a cheaper way to the top of their ranking override it)."""
+        return self._rank(request)[:limit].copy()
 
     def _rank(self, request: SlateRequest) -> np.ndarray:
         n = len(self.catalog)

@@ -105,6 +105,19 @@ class PopularityRecommender(BaseRecommender):
         order = self.ranking(request.time)
         return order[allowed[order]]
 
+    def _top(self, request: SlateRequest, limit: int) -> np.ndarray:
+        """The top of the popularity order without the excluded items, walking only as far down
+        the order as needed (no per-request mask over the whole catalog)."""
+        if request.query or type(self)._rank is not BaseRecommender._rank or type(self).rank_all is not \
+                PopularityRecommender.rank_all:
+            return super()._top(request, limit)
+        order = self.ranking(request.time)
+        exclude = request.exclude
+        head = order[: limit + len(exclude)]           # at most len(exclude) of these are excluded
+        if len(exclude):
+            head = head[~np.isin(head, exclude)]
+        return head[:limit].copy()
+
     def update(self, feedback: Feedback) -> None:
         if len(feedback.clicked):
             items = np.asarray(feedback.slate.items)[feedback.clicked]
