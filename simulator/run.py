@@ -201,7 +201,7 @@ def finish(out: Path, scn, parts, sim_minutes: float, status: str, wall_seconds:
     try:                                # the explorer; a failure here costs the page, not the run
         from recworld.simulator.output.html import write_html
 
-        write_html(out, max_users=getattr(scn.output, "html_users", None))
+        write_html(out, load_run(out), max_users=getattr(scn.output, "html_users", None))
     except Exception:  # noqa: BLE001 - logged with its traceback
         log.exception("could not write report.html in %s", out)
     return metrics

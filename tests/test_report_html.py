@@ -130,7 +130,7 @@ def test_the_embedded_sample_is_bounded_in_users_and_bytes(run_dir):
     b = view.bundle(max_users=100, max_bytes=sizes[0] + sizes[1])
     assert 1 <= len(b["details"]) <= 2 and b["embedded"]["bytes"] <= sizes[0] + sizes[1]
     assert view.bundle(max_users=3)["details"].keys() == view.bundle(max_users=3)["details"].keys()   # seeded
-    small = write_html(run_dir, max_users=0, name="small.html")
+    small = write_html(run_dir, load_run(run_dir), max_users=0, name="small.html")
     assert page_data(small)["details"] == {} and small.stat().st_size < (run_dir / "report.html").stat().st_size
 
 
@@ -143,7 +143,7 @@ def test_scenario_setting_for_embedded_users(tmp_path):
     scn = yaml.safe_load((out / "scenario.yaml").read_text())
     scn.setdefault("output", {})["html_users"] = 2          # read from the folder's resolved scenario
     (out / "scenario.yaml").write_text(yaml.safe_dump(scn))
-    assert len(page_data(write_html(out))["details"]) == 2
+    assert len(page_data(write_html(out, load_run(out)))["details"]) == 2
 
 
 def test_text_from_the_run_cannot_break_out_of_the_page(run_dir, tmp_path):
@@ -157,7 +157,7 @@ def test_text_from_the_run_cannot_break_out_of_the_page(run_dir, tmp_path):
     evil = "</script><script>window.PWNED=1</script><!-- & \u2028"
     items["title"] = evil
     items.to_parquet(out / "items.parquet", index=False)
-    html = write_html(out).read_text(encoding="utf-8")
+    html = write_html(out, load_run(out)).read_text(encoding="utf-8")
     body = DATA_RE.search(html).group(1)
     assert "</script" not in body.lower() and "<!--" not in body
     assert page_data(out / "report.html")["items"][next(iter(page_data(out / "report.html")["items"]))][0] == evil
@@ -216,7 +216,7 @@ def test_llm_decisions_are_shown_with_their_prompt_and_answer(tmp_path):
 
 
 def test_view_serves_every_user_on_demand(run_dir):
-    from recworld.simulator.output.view import make_server
+    from recworld.simulator.output.explorer import make_server
 
     server = make_server(run_dir, "127.0.0.1", 0)
     t = threading.Thread(target=server.serve_forever, daemon=True)
@@ -230,7 +230,8 @@ def test_view_serves_every_user_on_demand(run_dir):
         uid = int(run.events["user_id"].iloc[0])
         user = json.loads(urllib.request.urlopen(f"{base}/user/{uid}.json", timeout=10).read())
         assert user["id"] == uid
-        assert len(timeline_entries(user, "slate")) == ((run.events["user_id"] == uid) & (run.events["kind"] == "slate")).sum()
+        mine = run.events[run.events["user_id"] == uid]
+        assert len(timeline_entries(user, "slate")) == (mine["kind"] == "slate").sum()
         for bad, code in (("/user/999999999.json", 404), ("/user/x.json", 400), ("/plots/", 404)):
             with pytest.raises(urllib.error.HTTPError) as e:
                 urllib.request.urlopen(base + bad, timeout=10)
@@ -245,7 +246,7 @@ def test_view_write_rewrites_the_report(run_dir, tmp_path, capsys):
     import argparse
     import shutil
 
-    from recworld.simulator.output.view import add_view_arguments, cmd_view
+    from recworld.simulator.output.explorer import add_view_arguments, cmd_view
 
     out = tmp_path / "copy"
     shutil.copytree(run_dir, out)
@@ -269,8 +270,8 @@ def arms_runs():
     rows = []
     for arm, mu in (("random", 0.03), ("popularity", 0.06), ("mf", 0.05)):
         for seed in range(4):
-            rows.append({"arm": arm, "seed": seed, "status": "completed", "ctr": mu + 0.002 * seed + rng.normal(0, 0.001),
-                         "watches": 100 + 10 * seed})
+            rows.append({"arm": arm, "seed": seed, "status": "completed",
+                         "ctr": mu + 0.002 * seed + rng.normal(0, 0.001), "watches": 100 + 10 * seed})
     rows.append({"arm": "mf", "seed": 9, "status": "failed", "ctr": 99.0, "watches": 0})      # not summarised
     return pd.DataFrame(rows)
 
@@ -285,7 +286,8 @@ def test_arms_report_has_intervals_over_seeds(tmp_path):
               for k, arm in enumerate(["random", "popularity", "mf"], 1)}
     path = write_arms_html(tmp_path / "cmp", runs, series, baseline="random", title="three arms")
     d = page_data(path)
-    assert d["kind"] == "arms" and d["arms"] == ["random", "popularity", "mf"] and set(d["metrics"]) == {"ctr", "watches"}
+    assert d["kind"] == "arms" and d["arms"] == ["random", "popularity", "mf"]
+    assert set(d["metrics"]) == {"ctr", "watches"}
     cell = next(r for r in d["summary"] if r["arm"] == "popularity" and r["metric"] == "ctr")
     x = runs[(runs["arm"] == "popularity")]["ctr"].to_numpy()
     half = stats.t.ppf(0.975, 3) * x.std(ddof=1) / 2

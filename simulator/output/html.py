@@ -5,7 +5,7 @@ plus the run's data as JSON in a ``<script type="application/json">`` element: n
 web fonts, nothing fetched.  What the data holds is built by ``view.RunView``; how many
 users' timelines are embedded is bounded by a count and a byte budget (``output.html_users``
 in the scenario, ``recworld view RUN --write --users N`` afterwards); ``recworld view RUN``
-serves the same page with every user loaded on demand.
+(``explorer.py``) serves the same page with every user loaded on demand.
 """
 
 from __future__ import annotations
@@ -50,20 +50,15 @@ def render_page(data: dict) -> str:
             f"<script>{js}</script></body></html>\n")
 
 
-render_run = render_page
-
-
-def write_html(folder, max_users: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES, run=None,
+def write_html(folder, run, max_users: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
                name: str = "report.html") -> Path:
-    """Write ``folder/report.html`` for a run folder; returns its path.
+    """Write ``folder/report.html`` for a loaded run (``recworld.load_run(folder)``); returns
+    its path.
 
     ``max_users``: how many users' timelines to embed (default: the scenario's
     ``output.html_users`` if it has one, else ``DEFAULT_USERS``); ``max_bytes`` bounds their
-    JSON.  ``run``: the loaded run, if the caller has it."""
-    from recworld.simulator.run import load_run
-
+    JSON."""
     folder = Path(folder)
-    run = run if run is not None else load_run(folder)
     if max_users is None:
         out_cfg = (run.scenario or {}).get("output") or {}
         max_users = int(out_cfg.get("html_users", DEFAULT_USERS)) if isinstance(out_cfg, dict) else DEFAULT_USERS

@@ -133,7 +133,7 @@ def plot_bands(series: dict[str, list[pd.DataFrame]], column: str, path: Path, y
     as a band (no band for an arm with one seed); the legend sits beside the plot."""
     from matplotlib.figure import Figure
 
-    from recworld.simulator.output.arms import band
+    from recworld.simulator.output.intervals import band
 
     fig = Figure(figsize=(8, 3.8))
     ax = fig.add_subplot()

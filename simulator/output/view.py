@@ -12,8 +12,7 @@ user, readers by post) and answers three questions:
 - ``bundle(max_users, max_bytes)``: the summary plus a seeded sample of users' timelines,
   bounded both in count and in bytes (what ``report.html`` embeds).
 
-``recworld view RUN`` serves a run folder on loopback: the same page, with every user's
-timeline loaded on demand, so a run of any size can be explored.
+``explorer.py`` renders it (``report.html``) and serves it (``recworld view``).
 """
 
 from __future__ import annotations
@@ -258,7 +257,8 @@ class RunView:
             return part.groupby(col).size().reindex(idx, fill_value=0) if len(part) else pd.Series(0, index=idx)
 
         rates = ev[ev["kind"] == "rate"]
-        mean_rating = rates.groupby("user_id")["value"].mean().reindex(idx) if len(rates) else pd.Series(np.nan, index=idx)
+        mean_rating = (rates.groupby("user_id")["value"].mean().reindex(idx) if len(rates)
+                       else pd.Series(np.nan, index=idx))
         posts = ev[ev["kind"] == "post"]
         chats = count("chat") + (count("chat", "other_id").reindex(idx, fill_value=0) if len(ev) else 0)
         if len(self.calls):
@@ -465,8 +465,8 @@ class RunView:
                         "it": [self.item_ref(i, used) for i in _seq(r["items"])], "text": _cut(r["text"], 20000)}, s)
             elif k == "heard":
                 w = self._watched_after(uid, r["item_id"], t)
-                add(t, {"k": "heard", "t": _r(t, 3), "i": self.item_ref(r["item_id"], used), "from": _int(r["other_id"]),
-                        "via": r["text"], "watched": _r(w, 3)}, s)
+                add(t, {"k": "heard", "t": _r(t, 3), "i": self.item_ref(r["item_id"], used),
+                        "from": _int(r["other_id"]), "via": r["text"], "watched": _r(w, 3)}, s)
             elif k == "post":
                 pid = _int(r["post_id"])
                 readers = self.readers.get(pid, [])
@@ -612,7 +612,8 @@ class RunView:
         rng = np.random.default_rng(seed)
         return [active[i] for i in rng.permutation(len(active))]
 
-    def bundle(self, max_users: int = DEFAULT_USERS, max_bytes: int = DEFAULT_MAX_BYTES, seed: int | None = None) -> dict:
+    def bundle(self, max_users: int = DEFAULT_USERS, max_bytes: int = DEFAULT_MAX_BYTES,
+               seed: int | None = None) -> dict:
         """The summary plus the timelines of up to ``max_users`` users (a seeded random sample
         of the active users) whose JSON adds up to at most ``max_bytes``."""
         data = self.summary()
@@ -638,111 +639,3 @@ class RunView:
         data["embedded"] = {"users": len(details), "of": len(data["users"]["rows"]), "bytes": size,
                             "max_users": max_users, "max_bytes": max_bytes}
         return data
-
-
-# ----------------------------------------------------------------------------- recworld view
-
-
-def add_view_arguments(parser) -> None:
-    """Arguments of ``recworld view RUN``."""
-    parser.add_argument("run", help="a run folder (written by recworld run)")
-    parser.add_argument("--port", type=int, default=0, help="loopback port to serve on (default: a free one)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to serve on (default 127.0.0.1: this machine only)")
-    parser.add_argument("--open", action="store_true", help="open the page in the default web browser")
-    parser.add_argument("--write", action="store_true",
-                        help="(re)write RUN/report.html and exit instead of serving")
-    parser.add_argument("--users", type=int, default=None,
-                        help=f"with --write: how many users' timelines the file embeds (default: the scenario's "
-                             f"output.html_users, else {DEFAULT_USERS})")
-
-
-def cmd_view(args) -> int:
-    """``recworld view RUN``: serve the explorer of a run folder on loopback, every user's
-    timeline loaded on demand (``--write``: rewrite ``report.html`` instead)."""
-    import sys
-
-    from recworld.simulator.output.html import write_html
-
-    folder = Path(args.run)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"run folder {folder} does not exist")
-    if not (folder / "events.parquet").exists() and not (folder / "events.parts").is_dir():
-        raise FileNotFoundError(f"{folder} has no events.parquet: is it a run folder (recworld run writes one)?")
-    if args.users is not None and args.users < 0:
-        raise ValueError("--users must be 0 or more")
-    if args.write:
-        path = write_html(folder, max_users=args.users)
-        print(f"report: {path} ({path.stat().st_size / 1e6:.2f} MB)")
-        return 0
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: serving on {args.host}: anyone who can reach it can read the run", file=sys.stderr)
-    server = make_server(folder, args.host, args.port)
-    url = f"http://{args.host}:{server.server_address[1]}/"
-    print(f"serving {folder} at {url} (Ctrl-C to stop)", flush=True)
-    if args.open:
-        import webbrowser
-
-        webbrowser.open(url)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
-
-
-def make_server(folder, host: str = "127.0.0.1", port: int = 0):
-    """An HTTP server for one run folder: ``/`` is the explorer (no timelines embedded),
-    ``/user/ID.json`` one user's timeline, ``/plots/...`` and the folder's other files as
-    they are.  Call ``serve_forever()`` on it (``shutdown()`` from another thread)."""
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    from recworld.simulator.output.html import render_run
-    from recworld.simulator.run import load_run
-
-    folder = Path(folder).resolve()
-    view = RunView(load_run(folder))
-    lock = threading.Lock()
-    data = view.bundle(max_users=0)
-    data["served"] = True
-    page = render_run(data).encode("utf-8")
-
-    class Handler(SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(folder), **kw)
-
-        def log_message(self, *a):  # quiet
-            pass
-
-        def _send(self, body: bytes, ctype: str, status: int = 200):
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self):
-            path = self.path.split("?", 1)[0]
-            if path in ("/", "/index.html", "/report.html"):
-                return self._send(page, "text/html; charset=utf-8")
-            if path.startswith("/user/") and path.endswith(".json"):
-                try:
-                    uid = int(path[len("/user/"):-len(".json")])
-                except ValueError:
-                    return self._send(b'{"error": "bad user id"}', "application/json", 400)
-                if uid not in view.by_user and uid not in view.profiles:
-                    return self._send(b'{"error": "no such user"}', "application/json", 404)
-                with lock:
-                    body = dumps(view.user(uid)).encode("utf-8")
-                return self._send(body, "application/json")
-            return super().do_GET()
-
-        def list_directory(self, path):        # no folder listings
-            self.send_error(404)
-            return None
-
-    return ThreadingHTTPServer((host, port), Handler)
