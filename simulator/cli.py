@@ -211,11 +211,12 @@ def _cmd_train(args) -> int:
     with _output_folder(out, args.overwrite, "train"):
         res = train_and_evaluate(scn, out, args.algo, args.steps, args.seed, eval_seeds=args.eval_seeds,
                                  eval_episodes=args.eval_episodes, progress=not args.no_progress)
+    from recworld.simulator.studies.rl import evaluation_lines
+
     print(f"policy: {res['model']}")
-    print(f"mean episode return ({scn.env.reward}) over {args.eval_seeds} seeds x {args.eval_episodes} episodes:")
-    for r in res["results"]:
-        print(f"  {r.policy:<12} {r.mean:8.3f} +- {r.std:.3f}")
-    print(f"  results: {out / 'results.json'}, plots: {out / 'plots'}")
+    for line in evaluation_lines(res["results"], scn.env.reward):
+        print(line)
+    print(f"  results: {out / 'results.json'}, report: {out / 'report.md'}, plots: {out / 'plots'}")
     return EXIT_OK
 
 
