@@ -1,0 +1,242 @@
+"""report.html in a real headless Chromium: pick a user, and what the page shows matches
+events.parquet and llm_calls.jsonl; the charts, the social views, the comparison page and
+``recworld view`` work; the page loads nothing from anywhere.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (CI installs them) and the ``selenium``
+package (dev extra); Selenium is given the system driver, so nothing is downloaded."""
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from recworld.simulator.output.browser import missing
+
+WHY = missing()
+pytestmark = pytest.mark.skipif(WHY is not None, reason=f"headless browser tests: {WHY}")
+
+DATA = Path(__file__).resolve().parent / "data"
+TIMEOUT = 20
+
+
+def scenario(**over):
+    scn = {"name": "tiny", "seed": 3, "duration_days": 1,
+           "data": {"source": "movielens", "path": str(DATA / "movielens_tiny"), "min_ratings": 5},
+           "population": {"size": 10, "activity": {"median_sessions_per_day": 6}},
+           "social": {"graph": "small_world", "degree": 4},
+           "recommender": {"name": "popularity"}, "session": {"page_size": 5}}
+    scn.update(over)
+    return scn
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from recworld.simulator.output.browser import Browser
+
+    with Browser(width=1400, height=1000) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A parametric run and an LLM run (scripted answers from a loopback fake server)."""
+    from recworld.simulator.run import load_run, run_scenario
+
+    root = tmp_path_factory.mktemp("browser")
+    out = {"parametric": load_run(run_scenario(scenario(), root / "parametric", progress=False))}
+    pytest.importorskip("litellm")
+    from recworld.simulator.testing.fakellm import FakeLLMServer
+    from recworld.simulator.testing.scripted import answer
+
+    with FakeLLMServer(answer) as srv:
+        scn = scenario(population={"size": 8, "activity": {"median_sessions_per_day": 5}, "brain": {"name": "llm"}})
+        scn["llm"] = {"model": "openai/fake", "api_base": srv.url, "cache": False, "backoff_s": 0.01,
+                      "timeout_s": 3, "retries": 1}
+        out["llm"] = load_run(run_scenario(scn, root / "llm", progress=False))
+    return out
+
+
+def wait(browser, css):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser.driver, TIMEOUT).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+
+def find(browser, css, root=None):
+    from selenium.webdriver.common.by import By
+
+    return (root or browser.driver).find_elements(By.CSS_SELECTOR, css)
+
+
+def open_report(browser, run, fragment=""):
+    browser.driver.get((run.path / "report.html").resolve().as_uri() + fragment)
+    wait(browser, "body[data-ready='1']")
+
+
+def pick_user(browser, uid):
+    """Go to the Users tab, type the id in the filter and click the user's row."""
+    find(browser, "#tab-users")[0].click()
+    box = wait(browser, "#user-filter")
+    box.clear()
+    box.send_keys(str(uid))
+    wait(browser, f"#user-table tr[data-user='{uid}']").click()
+    return wait(browser, f"#user-head[data-user='{uid}']")
+
+
+def busiest(run, kinds=("chat", "slate")):
+    ev = run.events
+    chatty = set(ev.loc[ev["kind"] == "chat", "user_id"]) | set(ev.loc[ev["kind"] == "chat", "other_id"].dropna())
+    counts = ev[ev["kind"].isin(kinds)].groupby("user_id").size().sort_values(ascending=False, kind="stable")
+    return int(next((u for u in counts.index if u in chatty), counts.index[0]))
+
+
+def test_user_explorer_shows_what_the_event_log_holds(browser, runs):
+    run = runs["parametric"]
+    open_report(browser, run)
+    assert find(browser, "#status-badge")[0].text == run.metrics["status"] == "completed"
+    uid = busiest(run)
+    pick_user(browser, uid)
+    ev = run.events
+    mine = ev[ev["user_id"] == uid]
+    detail = find(browser, "#user-detail")[0]
+    assert len(find(browser, ".block.session", detail)) == (mine["kind"] == "session_start").sum()
+    slates = find(browser, ".entry-slate", detail)
+    assert len(slates) == (mine["kind"] == "slate").sum() > 0
+    assert sorted(int(s.get_attribute("data-slate")) for s in slates) == sorted(mine.loc[mine["kind"] == "slate",
+                                                                                         "slate_id"])
+    assert len(find(browser, "li.watched", detail)) == (mine["kind"] == "watch").sum()
+    titles = dict(zip(run.items["item_id"], run.items["title"]))
+    for s in slates:                                     # each slate lists its items in order
+        sid = int(s.get_attribute("data-slate"))
+        items = mine[(mine["kind"] == "slate") & (mine["slate_id"] == sid)]["items"].iloc[0]
+        shown = [li.text for li in find(browser, "ol.slate li", s)]
+        assert len(shown) == len(items) and all(x.startswith(titles[i]) for x, i in zip(shown, items))
+        for li, rate in zip(find(browser, "ol.slate li.watched", s),
+                            mine[(mine["kind"] == "rate") & (mine["slate_id"] == sid)].itertuples()):
+            assert f"rated {rate.value:g}/5" in li.text and (not rate.text or rate.text in li.text)
+    assert len(find(browser, ".entry-search", detail)) == (mine["kind"] == "search").sum()
+    chats = ev[(ev["kind"] == "chat") & ((ev["user_id"] == uid) | (ev["other_id"] == uid))]
+    shown = [c.text for c in find(browser, ".entry-chat .dialogue", detail)]
+    assert len(shown) == len(chats) > 0
+    for text in chats["text"]:                           # the whole dialogue, line by line
+        assert any(all(line.strip() in s for line in text.splitlines() if line.strip()) for s in shown)
+    assert len(find(browser, ".entry-post", detail)) == (mine["kind"] == "post").sum()
+    assert len(find(browser, ".entry-read", detail)) == (mine["kind"] == "read_post").sum()
+    assert len(find(browser, ".entry-heard", detail)) == (mine["kind"] == "heard").sum()
+    # following a link to the chat partner opens the partner's timeline
+    partner = find(browser, ".entry-chat a.u", detail)[0]
+    other = int(partner.get_attribute("data-user"))
+    partner.click()
+    wait(browser, f"#user-head[data-user='{other}']")
+    assert browser.console_errors() == []
+
+
+def test_llm_users_show_the_prompt_and_answer_behind_each_decision(browser, runs):
+    run = runs["llm"]
+    dec = run.decisions()
+    pages = dec[(dec["purpose"] == "page") & dec["slate_id"].notna()]
+    uid = int(pages.groupby("user_id").size().idxmax())
+    open_report(browser, run)
+    pick_user(browser, uid)
+    find(browser, "#expand-llm")[0].click()                # open every prompt
+    detail = find(browser, "#user-detail")[0]
+    for _, row in pages[pages["user_id"] == uid].iterrows():
+        slate = find(browser, f".entry-slate[data-slate='{int(row['slate_id'])}']", detail)[0]
+        answers = [a.text for a in find(browser, "details.llm .llm-answer", slate)]
+        assert len(answers) == 1 and row["answer"] in answers[0]
+        prompt = find(browser, "details.llm .msg.user", slate)[0].text
+        assert row["messages"][-1]["content"].splitlines()[0] in prompt
+        watched = [li.get_attribute("data-item") for li in find(browser, "li.watched", slate)]
+        assert [int(i) for i in watched] == list(row["watched"] if isinstance(row["watched"], list) else [])
+    n_calls = (run.llm_calls["user_id"] == uid).sum()
+    shown = find(browser, "details.llm", detail)
+    assert len(shown) >= n_calls                            # plus the partner's turns in its chats
+    assert find(browser, "details.llm", detail)[0].get_attribute("open") is not None
+    assert browser.console_errors() == []
+
+
+def test_charts_social_views_and_no_network(browser, runs):
+    run = runs["parametric"]
+    open_report(browser, run, "#series")
+    wait(browser, "#chart-ctr svg path.line")
+    assert find(browser, "#chart-ctr polygon.band")                    # the CTR's interval band
+    for chart in ("#chart-activity", "#chart-diversity", "#chart-lorenz"):
+        assert find(browser, f"{chart} svg path.line")
+    legend = find(browser, "#chart-activity .legend span[data-series='chats']")[0]
+    before = len(find(browser, "#chart-activity path.line"))
+    legend.click()                                                     # a legend entry hides its series
+    assert len(find(browser, "#chart-activity path.line")) == before - 1
+    find(browser, "#tab-social")[0].click()
+    wait(browser, "#chat-network")
+    ev = run.events
+    chatters = set(ev.loc[ev["kind"] == "chat", "user_id"]) | set(ev.loc[ev["kind"] == "chat", "other_id"])
+    circles = find(browser, "#chat-network circle")
+    assert {int(c.get_attribute("data-user")) for c in circles} == {int(u) for u in chatters}
+    heard = ev[ev["kind"] == "heard"]
+    rows = {r.get_attribute("data-via"): r.text for r in find(browser, "#heard-summary tr[data-via]")}
+    for via, n in heard.groupby("text").size().items():
+        assert f"{via} {n}" in rows[via]
+    roots = ev.loc[(ev["kind"] == "post") & (ev["value"] == 0), "root_id"]
+    assert len(find(browser, "#cascade-table tr.cascade")) == len(roots)
+    if len(roots):
+        find(browser, "a.cas")[0].click()
+        assert find(browser, "tr.tree-row li[data-post]")[0].is_displayed()
+    circles[0].click()                                                 # a user in the network opens
+    wait(browser, f"#user-head[data-user='{circles[0].get_attribute('data-user')}']")
+    for tab in ("overview", "scenario"):
+        find(browser, f"#tab-{tab}")[0].click()
+    assert "tiny" in find(browser, "#scenario-yaml")[0].text
+    loaded = browser.driver.execute_script(
+        "return performance.getEntriesByType('resource').map(function (e) { return e.name; })")
+    assert loaded == []                                                # nothing fetched: works offline
+    assert browser.console_errors() == []
+
+
+def test_a_user_not_embedded_is_named_and_served_on_demand(browser, runs, tmp_path):
+    import shutil
+
+    from recworld.simulator.output.explorer import make_server
+    from recworld.simulator.output.html import write_html
+
+    run = runs["parametric"]
+    folder = tmp_path / "run"
+    shutil.copytree(run.path, folder)
+    html = write_html(folder, run, max_users=1).read_text(encoding="utf-8")
+    data = json.loads(html.split('type="application/json">', 1)[1].split("</script>", 1)[0])
+    embedded = {int(u) for u in data["details"]}
+    assert len(embedded) == 1
+    uid = int(next(u for u in run.events["user_id"].unique() if int(u) not in embedded))
+    browser.driver.get((folder / "report.html").as_uri() + f"#user={uid}")
+    assert "recworld view" in wait(browser, "#user-absent").text
+    server = make_server(folder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        browser.driver.get(f"http://127.0.0.1:{server.server_address[1]}/#user={uid}")
+        wait(browser, f"#user-head[data-user='{uid}']")
+        mine = run.events[run.events["user_id"] == uid]
+        assert len(find(browser, "#user-detail .entry-slate")) == (mine["kind"] == "slate").sum()
+        assert browser.console_errors() == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_comparison_page(browser, runs, tmp_path):
+    from recworld.simulator.output.arms import runs_from_folders, write_arms_html
+
+    table, series = runs_from_folders({"parametric": [runs["parametric"].path], "llm": [runs["llm"].path]})
+    path = write_arms_html(tmp_path / "cmp", table, series, title="parametric vs llm users")
+    browser.driver.get(path.as_uri())
+    wait(browser, "#arms-table tr[data-arm='llm']")
+    assert len(find(browser, "#forest svg")) >= 2
+    find(browser, "#tab-curves")[0].click()
+    wait(browser, "#curve-0 svg path.line")
+    find(browser, "#tab-runs")[0].click()
+    links = find(browser, "#runs-table a")
+    assert len(links) == 2
+    links[0].click()                                                   # each run's own explorer
+    wait(browser, "#status-badge")
+    assert browser.console_errors() == []
