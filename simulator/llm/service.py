@@ -412,6 +412,8 @@ class LLMService:
         self._jitter = random.Random(jitter_seed)          # timing only; never touches results
         self._record_lock = threading.Lock()               # batches may finish on a background loop
         self._litellm = None
+        self._router = None                                # litellm's Router when api_base lists several servers
+        self._endpoint_calls: dict[str, int] = {}          # answers per server (api_base as a list)
 
     def _resolve(self, s: LLMSettings) -> LLMSettings:
         """The settings the calls use: ``model: embedded`` (starting its server) and
@@ -444,6 +446,24 @@ class LLMService:
                 logging.getLogger(name).setLevel(logging.WARNING)
             self._litellm = litellm
         return self._litellm
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The servers the calls are spread over (``llm.api_base`` as a list), else []."""
+        return list(self.config.api_base) if isinstance(self.config.api_base, list) else []
+
+    def _routed(self):
+        """litellm's Router over the ``api_base`` list: one deployment per server, the same model;
+        it picks a server per call and rests one that keeps failing.  Retries stay ours."""
+        if self._router is None:
+            self._lib()
+            from litellm import Router
+
+            cfg = self.config
+            self._router = Router(model_list=[{"model_name": "recworld", "litellm_params": {
+                "model": cfg.model, "api_base": url, "api_key": self._key or "none"}} for url in self.endpoints],
+                routing_strategy="simple-shuffle", num_retries=0)
+        return self._router
 
     def scrub(self, text: str) -> str:
         """Remove the API key from a text (error messages can echo request headers)."""
@@ -506,10 +526,12 @@ class LLMService:
 
     async def _call(self, messages: list[dict], params: dict, seed: int | None, r: LLMResult, *,
                     retries: int | None = None, timeout_s: float | None = None, breaker: bool = True,
-                    extra: dict | None = None):
+                    extra: dict | None = None, endpoint: str | None = None):
         """One completion with retries; returns (text, prompt_tokens, completion_tokens) or
         raises ``CallFailed``.  With ``breaker``, the call goes through the circuit breaker: it is
-        refused while the circuit is open, and its outcome (after its retries) is counted."""
+        refused while the circuit is open, and its outcome (after its retries) is counted.
+        With several servers (``api_base`` a list), the Router picks one per attempt, unless
+        ``endpoint`` names one."""
         cfg, lib = self.config, self._lib()
         local = self.server is not None
         if timeout_s is None and local:
@@ -520,9 +542,17 @@ class LLMService:
             timeout = cfg.timeout_s if timeout_s is None else timeout_s
         retries = cfg.retries if retries is None else retries
         kwargs = dict(model=cfg.model, messages=messages, timeout=timeout, num_retries=0, **params, **(extra or {}))
-        if cfg.api_base:
-            kwargs["api_base"] = cfg.api_base
+        routed = bool(self.endpoints) and endpoint is None
+        if endpoint or (cfg.api_base and not routed):
+            kwargs["api_base"] = endpoint or cfg.api_base
         kwargs["api_key"] = self._key or "none"            # OpenAI-compatible local servers want some key
+        if routed:
+            router = self._routed()
+            for k in ("model", "api_key", "num_retries"):
+                kwargs.pop(k, None)
+            send = lambda: router.acompletion(model="recworld", **kwargs)  # noqa: E731
+        else:
+            send = lambda: lib.acompletion(**kwargs)  # noqa: E731
         if seed is not None:
             kwargs["seed"] = seed
         probe = False
@@ -539,7 +569,7 @@ class LLMService:
                 r.calls += 1
                 self._in_flight += 1
                 try:
-                    resp = await asyncio.wait_for(lib.acompletion(**kwargs), timeout=timeout + 5)
+                    resp = await asyncio.wait_for(send(), timeout=timeout + 5)
                     content = resp.choices[0].message.content or ""
                 except Exception as e:  # noqa: BLE001 - classified below
                     msg = self.scrub(f"{type(e).__name__}: {e}")[:500]
@@ -560,6 +590,9 @@ class LLMService:
                 if breaker:
                     self.breaker.success()
                 settled = True
+                if routed:
+                    url = str((getattr(resp, "_hidden_params", None) or {}).get("api_base") or "unknown")
+                    self._endpoint_calls[url] = self._endpoint_calls.get(url, 0) + 1
                 usage = getattr(resp, "usage", None)
                 pt = int(getattr(usage, "prompt_tokens", 0) or 0)
                 ct = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -649,16 +682,33 @@ class LLMService:
         """One tiny real completion (no cache, no retries, outside the circuit breaker and the
         totals); raises ``LLMUnavailableError`` naming the model, the endpoint and the error."""
         cfg = self.config
-        where = f"model {cfg.model!r} at {cfg.api_base or 'the provider default endpoint'}"
-        if cfg.api_base:
-            url = urlparse(cfg.api_base)
+        if self.endpoints:                  # several servers: each is checked; one that answers is enough
+            failed = []
+            for url in self.endpoints:
+                try:
+                    await self._preflight_one(url, timeout_s)
+                except LLMUnavailableError as e:
+                    failed.append(str(e))
+            if len(failed) == len(self.endpoints):
+                raise LLMUnavailableError(self.scrub("LLM unavailable on every server: " + "; ".join(failed)))
+            for f in failed:
+                log.warning("LLM preflight: %s; the calls go to the other servers", f)
+            return
+        await self._preflight_one(cfg.api_base, timeout_s)
+
+    async def _preflight_one(self, api_base: str | None, timeout_s: float) -> None:
+        cfg = self.config
+        where = f"model {cfg.model!r} at {api_base or 'the provider default endpoint'}"
+        if api_base:
+            url = urlparse(api_base)
             if url.scheme not in ("http", "https") or not url.netloc:
                 raise LLMUnavailableError(self.scrub(
                     f"LLM unavailable: {where}: api_base is not an http(s) URL (e.g. http://localhost:8000/v1)"))
         r = LLMResult(text=None)
         try:
             await self._call([{"role": "user", "content": "Reply with OK."}], {"temperature": 0.0, "max_tokens": 4},
-                             None, r, retries=0, timeout_s=timeout_s, breaker=False, extra={"max_retries": 0})
+                             None, r, retries=0, timeout_s=timeout_s, breaker=False, extra={"max_retries": 0},
+                             endpoint=api_base if self.endpoints else None)
         except CallFailed as e:
             if e.reason in TRANSIENT:       # the endpoint is there and knows the model, only busy right now
                 log.warning("LLM preflight: %s answered %s (%s); going on, the run retries such errors",
@@ -698,7 +748,10 @@ class LLMService:
                 "cost_usd": round(t.cost_usd, 6), "errors": t.errors,
                 "requests": t.requests, "fallback_rate": round(t.fallbacks / t.requests, 6) if t.requests else 0.0,
                 "fallback_reasons": dict(sorted(t.fallback_reasons.items())), "circuit_open": t.circuit_open,
-                "cache_write_errors": self._cache_write_errors + (self.cache.write_errors if self.cache else 0)}
+                "cache_write_errors": self._cache_write_errors + (self.cache.write_errors if self.cache else 0),
+                **({"endpoints": {url: self._endpoint_calls.get(url, 0) for url in self.endpoints}
+                    | {u: n for u, n in self._endpoint_calls.items() if u not in self.endpoints}}
+                   if self.endpoints else {})}
 
 
 def service_from_scenario(section, log_path: str | Path | None = None) -> LLMService:

@@ -34,7 +34,20 @@ class LLMSettings(BaseModel):
         return v
     server_slots: int = Field(4, ge=1, le=64, description="embedded server: requests decoded together")
     server_threads: int = Field(2, ge=1, le=256, description="embedded server: CPU threads")
-    api_base: str | None = None
+    api_base: str | list[str] | None = Field(None, description=(
+        "the server's URL; a list of URLs serving the same model spreads the calls over them (litellm's Router)"))
+
+    @field_validator("api_base")
+    @classmethod
+    def _endpoints(cls, v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("give at least one URL (or null for the provider's default endpoint)")
+            if len(set(v)) != len(v):
+                raise ValueError("the URLs repeat")
+            if len(v) == 1:
+                return v[0]
+        return v
     api_key_env: str | None = Field(None, description="environment variable holding the API key (never logged)")
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(160, ge=1, le=32_768)
