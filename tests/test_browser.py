@@ -3,9 +3,12 @@ events.parquet and llm_calls.jsonl; the charts, the social views, the comparison
 ``recworld view`` work; the page loads nothing from anywhere.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (CI installs them) and the ``selenium``
-package (dev extra); Selenium is given the system driver, so nothing is downloaded."""
+package (dev extra); Selenium is given the system driver, so nothing is downloaded.  They
+skip, naming what is missing, where there is no browser; with RECWORLD_REQUIRE_BROWSER=1 (CI)
+a missing browser is an error instead."""
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -14,6 +17,8 @@ import pytest
 from recworld.simulator.output.browser import missing
 
 WHY = missing()
+if WHY is not None and os.environ.get("RECWORLD_REQUIRE_BROWSER"):       # CI: a skip would hide a gap
+    raise RuntimeError(f"RECWORLD_REQUIRE_BROWSER is set but the browser tests cannot run: {WHY}")
 pytestmark = pytest.mark.skipif(WHY is not None, reason=f"headless browser tests: {WHY}")
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -3,13 +3,15 @@
 One generic entry point for comparisons, sweeps and STS studies:
 
     write_arms_html(out, runs, series=None, *, metrics=None, by="arm", baseline=None,
-                    title="", notes="", labels=None, curves=None, level=0.95) -> Path
+                    title="", notes="", labels=None, curves=None, level=0.95, status=None) -> Path
 
 ``runs`` is a table with one row per run: the arm (column ``by``), ``seed``, ``status``
 (optional; only ``completed``/``degraded`` runs are summarised), optional ``folder`` (the
-run folder: the page links to its ``report.html``) and one numeric column per metric.
+run folder, absolute or inside ``out``: the page links to its ``report.html``) and one
+numeric column per metric (a sweep's ``SweepResult.runs`` has this shape).
 ``series`` maps an arm to the time series (``timeseries.csv`` frames) of its seeds; the
-page draws the mean of each ``curves`` column per arm with its interval band.  Intervals are
+page draws the mean of each ``curves`` column per arm with its interval band (clipped at
+zero for columns that are never negative).  ``status``: the study's status, shown as a badge.  Intervals are
 Student's t intervals of the mean over seeds; with one seed there is none.  ``baseline``
 adds paired differences (same seed) of every arm against it.
 
@@ -104,7 +106,8 @@ def runs_from_folders(folders: dict, metrics: list[str] | None = None) -> tuple[
 
 def arms_data(runs: pd.DataFrame, series: dict | None = None, *, metrics: list[str] | None = None, by: str = "arm",
               baseline=None, title: str = "", notes: str = "", labels: dict | None = None,
-              curves: list | None = None, level: float = LEVEL, out: Path | None = None) -> dict:
+              curves: list | None = None, level: float = LEVEL, out: Path | None = None,
+              status: str | None = None) -> dict:
     """The JSON the comparison page draws (see ``write_arms_html``)."""
     from recworld.simulator.output.report import METRIC_LABELS
 
@@ -125,8 +128,11 @@ def arms_data(runs: pd.DataFrame, series: dict | None = None, *, metrics: list[s
             bd = band(frames, col, level=level)
             if bd.empty:
                 continue
+            low = bd["low"]
+            if all((f[col].dropna() >= 0).all() for f in frames if col in f):    # a count or a rate:
+                low = low.clip(lower=0.0)                                       # no band below zero
             per_arm[str(arm)] = {"x": bd["start_minute"].astype(float).tolist(), "n": int(bd["n"].max()),
-                                 "mean": bd["mean"].tolist(), "low": bd["low"].tolist(), "high": bd["high"].tolist()}
+                                 "mean": bd["mean"].tolist(), "low": low.tolist(), "high": bd["high"].tolist()}
         if per_arm:
             curve_data.append({"column": col, "label": label, "arms": per_arm})
     run_rows = []
@@ -135,6 +141,8 @@ def arms_data(runs: pd.DataFrame, series: dict | None = None, *, metrics: list[s
         report = None
         if folder is not None and not pd.isna(folder):
             f = Path(folder)
+            if not f.is_absolute() and out is not None:      # a sweep's runs name their folder inside out
+                f = out / f
             if (f / "report.html").exists():
                 try:
                     report = (f.resolve() / "report.html").relative_to(out).as_posix() if out is not None else None
@@ -142,7 +150,8 @@ def arms_data(runs: pd.DataFrame, series: dict | None = None, *, metrics: list[s
                     report = (f / "report.html").resolve().as_uri()
         run_rows.append({"arm": str(r[by]), "seed": r.get("seed"), "status": r.get("status", ""),
                          "folder": None if folder is None or pd.isna(folder) else Path(folder).name, "report": report})
-    return {"kind": "arms", "title": title or "RecWorld comparison", "notes": notes, "by": by, "level": level,
+    return {"kind": "arms", "title": title or "RecWorld comparison", "status": status, "notes": notes, "by": by,
+            "level": level,
             "arms": arms, "metrics": present, "labels": {**METRIC_LABELS, **(labels or {})},
             "summary": rows(summary) if len(summary) else [], "baseline": None if baseline is None else str(baseline),
             "differences": diffs, "curves": curve_data, "runs": run_rows}
@@ -150,7 +159,8 @@ def arms_data(runs: pd.DataFrame, series: dict | None = None, *, metrics: list[s
 
 def write_arms_html(out, runs: pd.DataFrame, series: dict | None = None, *, metrics: list[str] | None = None,
                     by: str = "arm", baseline=None, title: str = "", notes: str = "", labels: dict | None = None,
-                    curves: list | None = None, level: float = LEVEL, name: str = "report.html") -> Path:
+                    curves: list | None = None, level: float = LEVEL, status: str | None = None,
+                    name: str = "report.html") -> Path:
     """Write ``out/report.html`` (self-contained, offline): a table of arms x metrics with
     the mean over seeds and its interval, one interval plot per metric, paired differences
     against ``baseline``, the ``curves`` per arm with interval bands, and the runs with links
@@ -160,7 +170,7 @@ def write_arms_html(out, runs: pd.DataFrame, series: dict | None = None, *, metr
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = arms_data(runs, series, metrics=metrics, by=by, baseline=baseline, title=title, notes=notes,
-                     labels=labels, curves=curves, level=level, out=out.resolve())
+                     labels=labels, curves=curves, level=level, out=out.resolve(), status=status)
     path = out / name
     path.write_text(render_page(data), encoding="utf-8")
     return path

@@ -537,6 +537,7 @@
   }
   function renderArmsOverview(root) {
     var html = [];
+    if (DATA.status && DATA.status !== "completed") html.push("<div class='banner " + esc(DATA.status) + "' id='status-line'><b>Status: " + esc(DATA.status) + "</b> — some runs did not complete; the tables summarise the runs that did.</div>");
     if (DATA.notes) html.push("<p class='muted'>" + esc(DATA.notes) + "</p>");
     html.push("<p class='small muted'>Each cell: the mean over seeds and its " + num((DATA.level || 0.95) * 100) + "% interval (Student's t over seeds; no interval with one seed).</p>");
     var cells = {};
@@ -556,7 +557,7 @@
       });
       html.push("</table></div><p class='small muted'>* the interval leaves out zero.</p>");
     }
-    html.push("<h3>Metrics per " + esc(DATA.by || "arm") + "</h3><div class='cards' id='forest'></div>");
+    html.push("<h3>Metrics per " + esc(DATA.by || "arm") + "</h3><div class='cards wide' id='forest'></div>");
     root.innerHTML = html.join("");
     var forest = $("#forest");
     DATA.metrics.forEach(function (m) {
