@@ -222,7 +222,7 @@ def run_task(task: dict) -> dict:
     from recworld.simulator.run import run_scenario
 
     out = Path(task["out"])
-    t0, started = time.perf_counter(), time.time()
+    t0, started, cpu0 = time.perf_counter(), time.time(), time.process_time()
     status, error = "failed", None
     try:
         run_scenario(task["scenario"], out, progress=False, overwrite=True)
@@ -240,7 +240,7 @@ def run_task(task: dict) -> dict:
     except (OSError, ValueError):
         pass
     return {"folder": task["folder"], "status": status, "error": error, "seconds": time.perf_counter() - t0,
-            "started": started, "ended": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
+            "cpu_seconds": time.process_time() - cpu0, "started": started, "ended": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
 
 
 def run_task_shipped(task: dict) -> dict:
@@ -662,6 +662,7 @@ def _write_state(out: Path, plan: Plan, results: dict, state: dict, extra: dict 
         runs.append({"arm": spec.arm, "seed": spec.seed, "folder": spec.folder, "status": r.get("status", "pending"),
                      "attempts": r.get("attempts", 0), "skipped": bool(r.get("skipped")), "error": r.get("error"),
                      "seconds": round(r["seconds"], 3) if r.get("seconds") is not None else None,
+                     "cpu_seconds": round(r["cpu_seconds"], 3) if r.get("cpu_seconds") is not None else None,
                      "host": r.get("host")})
     data = {"scenario": plan.name, **state, **(extra or {}), "seeds": plan.seeds, "baseline": plan.baseline,
             "arms": [{"label": a.label, "settings": a.settings, "folder_stem": a.folder} for a in plan.arms],
