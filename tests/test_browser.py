@@ -245,3 +245,17 @@ def test_comparison_page(browser, runs, tmp_path):
     links[0].click()                                                   # each run's own explorer
     wait(browser, "#status-badge")
     assert browser.console_errors() == []
+
+
+def test_a_run_with_no_events_renders_every_view(browser, tmp_path):
+    from recworld.simulator.run import load_run, run_scenario
+
+    scn = scenario(duration_days=0.0001, population={"size": 3, "activity": {"median_sessions_per_day": 1}})
+    run = load_run(run_scenario(scn, tmp_path / "empty", progress=False))
+    assert run.events.empty
+    open_report(browser, run)
+    for tab in ("series", "users", "social", "scenario", "overview"):
+        find(browser, f"#tab-{tab}")[0].click()
+    browser.driver.get((run.path / "report.html").resolve().as_uri() + "#user=424242")
+    assert "no user 424242" in wait(browser, "#user-absent").text
+    assert browser.console_errors() == []
