@@ -640,6 +640,8 @@ def run_sweep(scenario, out: str | Path | None = None, overrides: list[str] | No
         check_out(out, overwrite)
         prepare_out(out, overwrite, "sweep")
     (out / "sweep.yaml").write_text(plan.scenario.to_yaml(), encoding="utf-8")
+    log.info("sweep %s: %d runs (%d arm(s) x %d seed(s)) into %s, engine %s%s", scn.name, len(plan.runs),
+             len(plan.arms), len(plan.seeds), out, engine, " (continuing: finished runs are skipped)" if resume else "")
     t0 = time.time()
     state = {"status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "engine": engine}
 
