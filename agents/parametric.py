@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_right
+from itertools import accumulate
 from typing import ClassVar
 
 import numpy as np
@@ -94,6 +96,7 @@ class ParametricBrain(Brain, BatchSessionBrain):
         a = p.activity
         w = np.array([a.browse, a.search, a.chat, a.post, a.idle])
         self._mix_cdf = np.cumsum(w / w.sum())
+        self._mix_cdf_list = self._mix_cdf.tolist()
         self._mix = ("browse", "search", "chat", "post", "idle")
         self.short_titles = [_YEAR.sub("", t) for t in catalog.titles]
         # hot-path constants: the item-only part of utility, each user's popularity weight,
@@ -131,15 +134,17 @@ class ParametricBrain(Brain, BatchSessionBrain):
         g = self.gdist[items]
         util = g @ self._taste_b[u] + self._user_pop[u] * self._pop[items] + self._item_base[items]
         util += self._position_for(n)
-        if state.heard_of:
-            util += self.params.heard_of_bonus * np.fromiter((i in state.heard_of for i in items.tolist()), bool, n)
+        heard, seen = state.heard_of, state.seen
+        listed = items.tolist() if heard or seen else ()
+        # the bonus and the penalty are added only where some item has them (adding zeros changes nothing)
+        if heard and any(i in heard for i in listed):
+            util += self.params.heard_of_bonus * np.fromiter((i in heard for i in listed), bool, n)
         if state.session_watched and self.params.diversity_weight:
             seen_g = self.gdist[state.session_watched].sum(axis=0) > 0
             novelty = g @ ~seen_g            # share of the item's genres new in this session
             util += self.params.diversity_weight * self.diversity[u] * novelty
-        if state.seen:
-            seen = state.seen
-            util -= 4.0 * np.fromiter((i in seen for i in items.tolist()), bool, n)
+        if seen and any(i in seen for i in listed):
+            util -= 4.0 * np.fromiter((i in seen for i in listed), bool, n)
         return util
 
     def no_click_utility(self, state: UserState) -> float:
@@ -177,7 +182,8 @@ class ParametricBrain(Brain, BatchSessionBrain):
     # ------------------------------------------------------------------ decisions
 
     def choose_activity(self, state: UserState, now: float) -> ActivityChoice:
-        kind = self._mix[_draw(self._mix_cdf, state.rng)]
+        cdf = self._mix_cdf_list             # _draw on a list: the same index, without numpy per call
+        kind = self._mix[min(bisect_right(cdf, state.rng.random() * cdf[-1]), len(cdf) - 1)]
         if kind == "post" and self.postable_item(state) is None:
             kind = "browse"
         if kind == "browse" and state.heard_of and state.rng.random() < 0.3:
@@ -199,16 +205,16 @@ class ParametricBrain(Brain, BatchSessionBrain):
         util = self.utilities(state, items)
         u0 = self.no_click_utility(state)
         top = max(u0, float(util.max())) if len(util) else u0
-        w = np.exp(util - top)                      # choice weights; picked items drop to 0
+        w = np.exp(util - top).tolist()             # choice weights; picked items drop to 0
         w0 = math.exp(u0 - top)
         after_pick = math.exp(p.fatigue + 1.0)      # a second film on one page is much less likely
         picks: list[int] = []
         while len(picks) < min(p.max_watch_per_page, len(w)):
-            cdf = np.cumsum(w)
+            cdf = list(accumulate(w))               # np.cumsum's running sum, in plain floats
             r = rng.random() * (w0 + cdf[-1])
             if r < w0:
                 break
-            j = min(int(np.searchsorted(cdf, r - w0, side="right")), len(w) - 1)
+            j = min(bisect_right(cdf, r - w0), len(w) - 1)
             picks.append(j)
             w[j] = 0.0
             w0 *= after_pick
@@ -227,7 +233,7 @@ class ParametricBrain(Brain, BatchSessionBrain):
     def consume(self, state: UserState, item: int, now: float) -> Consumption:
         rng = state.rng
         noisy = self.expected_rating(state, item) + rng.normal(0, self.params.rating_noise * self.r_std[state.index])
-        rating = float(np.clip(np.rint(noisy), 1, 5))
+        rating = float(min(max(round(float(noisy)), 1), 5))     # np.clip(np.rint(noisy), 1, 5): halves to even
         share = 1.0 if rating >= 3 else float(rng.uniform(0.15, 0.7))     # disliked items are abandoned
         return Consumption(minutes=float(self.catalog.duration[item]) * share, rating=rating,
                            feeling=FEELINGS[int(rating)])

@@ -53,6 +53,7 @@ EVENT_SCHEMA = pa.schema([
     ("p_oracle", pa.float64()),                 # slate: the same for the best possible slate
 ])
 FIELDS = tuple(EVENT_SCHEMA.names)
+_OPTIONAL = frozenset(FIELDS[3:])      # the fields ``emit`` takes by keyword
 
 
 class EventLog:
@@ -60,6 +61,11 @@ class EventLog:
 
     ``emit(kind, time, user_id, **fields)`` appends one event.  Use as a context manager (or
     call ``close``) so the parts are merged even when the run raises.
+
+    A column gets values only from the events that set its field: each event touches its few
+    fields, and a column is padded with nulls up to the event's row when it is next set (or at
+    the flush).  (A buffer of one tuple or dict per event costs more: CPython's garbage
+    collector keeps scanning the buffered containers.)
     """
 
     #: how often (in events) the wall clock is looked at for ``flush_seconds``
@@ -73,6 +79,7 @@ class EventLog:
         self.flush_seconds = flush_seconds
         self._last_flush = _time.monotonic()
         self._cols: dict[str, list] = {f: [] for f in FIELDS}
+        self._n = 0                        # events in the buffer
         self._n_parts = 0
         self.count = 0
         self.counts: dict[str, int] = {}
@@ -80,18 +87,23 @@ class EventLog:
         self.parts_dir.mkdir(parents=True, exist_ok=True)
 
     def emit(self, kind: EventKind, time: float, user_id: int, **fields) -> None:
+        if not fields.keys() <= _OPTIONAL:
+            raise TypeError(f"unknown event fields {sorted(fields.keys() - _OPTIONAL)}; known: {list(FIELDS)}")
         cols = self._cols
+        row = self._n
         cols["time"].append(float(time))
         kind = kind._value_
         cols["kind"].append(kind)
         cols["user_id"].append(int(user_id))
-        for f in FIELDS[3:]:
-            cols[f].append(fields.pop(f, None))
-        if fields:
-            raise TypeError(f"unknown event fields {sorted(fields)}; known: {list(FIELDS)}")
+        for f, v in fields.items():
+            col = cols[f]
+            if len(col) < row:
+                col.extend([None] * (row - len(col)))
+            col.append(v)
+        self._n = n = row + 1
         self.count += 1
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-        n = len(cols["time"])
+        counts = self.counts
+        counts[kind] = counts.get(kind, 0) + 1
         if n >= self.flush_every or (self.flush_seconds is not None and n % self.CLOCK_EVERY == 0
                                      and _time.monotonic() - self._last_flush >= self.flush_seconds):
             self.flush()
@@ -101,16 +113,24 @@ class EventLog:
         if self.flush_seconds is not None and _time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
+    def _columns(self) -> dict[str, list]:
+        n, cols = self._n, self._cols
+        for col in cols.values():
+            if len(col) < n:
+                col.extend([None] * (n - len(col)))
+        return cols
+
     def flush(self) -> None:
         self._last_flush = _time.monotonic()
-        if not self._cols["time"]:
+        if not self._n:
             return
-        table = pa.table(self._cols, schema=EVENT_SCHEMA)
+        table = pa.table(self._columns(), schema=EVENT_SCHEMA)
         tmp = self.parts_dir / f".part-{self._n_parts:05d}.tmp"
         pq.write_table(table, tmp)
         tmp.rename(self.parts_dir / f"part-{self._n_parts:05d}.parquet")   # atomic: a part is whole or absent
         self._n_parts += 1
         self._cols = {f: [] for f in FIELDS}
+        self._n = 0
 
     def close(self) -> Path:
         """Flush and merge the parts into ``events.parquet`` (idempotent)."""

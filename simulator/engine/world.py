@@ -7,7 +7,6 @@ own activity rate), picks an activity with its brain and runs it; every decision
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Iterator
 
 import numpy as np
@@ -61,6 +60,7 @@ class World:
         self._activity = population.profiles["activity"].to_numpy(dtype=np.float64)
         self.oracle = scenario.output.oracle and any(b.oracle for b in self.brains)
         self._slate_id = 0
+        self._excludes: dict[int, tuple[int, np.ndarray]] = {}     # user -> (len(seen), seen as an array)
         self._post_id = 0
         self._started = False
         # set by the Gymnasium World env: slate requests wait in this queue for an action
@@ -155,22 +155,32 @@ class World:
             yield from self._post(st)
         self._emit(K.SESSION_END, st, value=self.env.now - start, text=kind)
 
+    def _exclude(self, st: UserState) -> np.ndarray:
+        """The user's seen items as an array (a request's ``exclude``), rebuilt only when ``seen``
+        has grown since the last page (it only grows, so an unchanged size is an unchanged set)."""
+        cached = self._excludes.get(st.index)
+        if cached is not None and cached[0] == len(st.seen):
+            return cached[1]
+        arr = np.fromiter(st.seen, dtype=np.int64, count=len(st.seen))
+        self._excludes[st.index] = (len(st.seen), arr)
+        return arr
+
     def _browse(self, st: UserState, query: str | None) -> Iterator:
         page = 0
         brain = self.brains[st.index]
+        emit, env, ids = self.log.emit, self.env, self.catalog.ids
         if query:
-            self._emit(K.SEARCH, st, text=query)
+            emit(K.SEARCH, env.now, st.user_id, session=st.session, text=query)
         while True:
             yield self._wait(self.think)
-            now = self.env.now
+            now = env.now
             st.query = query
-            request = SlateRequest(user=st.index, k=self.k, page=page,
-                                   exclude=np.fromiter(st.seen, dtype=np.int64, count=len(st.seen)),
+            request = SlateRequest(user=st.index, k=self.k, page=page, exclude=self._exclude(st),
                                    query=query, time=now, user_id=st.user_id)
             if self.external is None:
                 slate = self._check_slate(self.recommender.recommend(request))
             else:
-                pending = self.env.event()
+                pending = env.event()
                 self.external.append((request, pending))
                 slate = self._check_slate((yield pending))
             items = slate.items
@@ -184,47 +194,53 @@ class World:
                 allowed[request.exclude] = False
                 extra["p_click"] = brain.slate_click_probability(st, items)
                 extra["p_oracle"] = brain.best_click_probability(st, len(items), np.flatnonzero(allowed))
-            self._emit(K.SLATE, st, slate_id=sid, page=page, items=self.catalog.ids[items].tolist(), text=query,
-                       **extra)
+            emit(K.SLATE, now, st.user_id, session=st.session, slate_id=sid, page=page, items=ids[items].tolist(),
+                 text=query, **extra)
             st.pages_seen += 1
             if len(items) == 0:
-                self._emit(K.LEAVE, st, slate_id=sid, text="empty slate")
+                emit(K.LEAVE, now, st.user_id, session=st.session, slate_id=sid, text="empty slate")
                 return
             choice = brain.choose_from_slate(st, items, page, now)
             if isinstance(choice, Think):
                 choice = yield from self._think(choice)
             # what each pick is worth to the user is settled when it is picked
             cons = [brain.consume(st, int(items[pos]), now) for pos in choice.watch]
-            feedback = Feedback(user=st.index, slate=slate, clicked=np.asarray(choice.watch, dtype=np.int64),
-                                ratings=np.array([c.rating for c in cons]),
-                                watch_minutes=np.array([c.minutes for c in cons]), time=now, query=query,
-                                user_id=st.user_id)
+            clicked = np.asarray(choice.watch, dtype=np.int64)
+            ratings = np.array([c.rating for c in cons])
+            minutes = np.array([c.minutes for c in cons])
             if self.on_feedback is not None:
-                self.on_feedback(sid, request, feedback)
+                self.on_feedback(sid, request, Feedback(user=st.index, slate=slate, clicked=clicked, ratings=ratings,
+                                                        watch_minutes=minutes, time=now, query=query,
+                                                        user_id=st.user_id))
+            titles = self.catalog.titles
             for pos, con in zip(choice.watch, cons):
                 item = int(items[pos])
-                item_id = int(self.catalog.ids[item])
-                self._emit(K.WATCH, st, item_id=item_id, slate_id=sid, page=page, position=int(pos),
-                           value=con.minutes)
+                item_id = int(ids[item])
+                emit(K.WATCH, env.now, st.user_id, session=st.session, item_id=item_id, slate_id=sid, page=page,
+                     position=int(pos), value=con.minutes)
                 st.seen.add(item)
                 st.heard_of.pop(item, None)
                 yield self._wait(con.minutes)
-                self._emit(K.RATE, st, item_id=item_id, slate_id=sid, value=con.rating, text=con.feeling or None)
+                emit(K.RATE, env.now, st.user_id, session=st.session, item_id=item_id, slate_id=sid, value=con.rating,
+                     text=con.feeling or None)
                 st.watched.append((item, con.rating))
                 st.session_watched.append(item)
                 feeling = f" ({con.feeling})" if con.feeling else ""
-                st.remember(self.env.now, f"watched {self.catalog.titles[item]} and rated it {con.rating:g}/5{feeling}")
+                st.remember(env.now, f"watched {titles[item]} and rated it {con.rating:g}/5{feeling}")
             if self.external is None:      # the recommender learns once the user has watched
-                self.recommender.update(replace(feedback, time=self.env.now))
-            if choice.next == "leave":
-                self._emit(K.LEAVE, st, slate_id=sid, text="done")
+                self.recommender.update(Feedback(user=st.index, slate=slate, clicked=clicked, ratings=ratings,
+                                                 watch_minutes=minutes, time=env.now, query=query,
+                                                 user_id=st.user_id))
+            nxt = choice.next
+            if nxt == "leave":
+                emit(K.LEAVE, env.now, st.user_id, session=st.session, slate_id=sid, text="done")
                 return
-            if (choice.next == "next" and page + 1 >= self.max_pages) or st.pages_seen >= 3 * self.max_pages:
-                self._emit(K.LEAVE, st, slate_id=sid, text="last page")
+            if (nxt == "next" and page + 1 >= self.max_pages) or st.pages_seen >= 3 * self.max_pages:
+                emit(K.LEAVE, env.now, st.user_id, session=st.session, slate_id=sid, text="last page")
                 return
-            if choice.next == "search" and choice.query:
+            if nxt == "search" and choice.query:
                 query, page = choice.query, 0
-                self._emit(K.SEARCH, st, text=query)
+                emit(K.SEARCH, env.now, st.user_id, session=st.session, text=query)
             else:
                 page += 1
 
@@ -233,9 +249,10 @@ class World:
         name = self.recommender.name if self.recommender is not None else "env policy"
         if items.ndim != 1 or len(items) > self.k:
             raise ValueError(f"recommender {name!r} returned {items.shape} items for a slate of size {self.k}")
-        if len(items) and (items.min() < 0 or items.max() >= len(self.catalog)):
+        listed = items.tolist()
+        if listed and (min(listed) < 0 or max(listed) >= len(self.catalog)):
             raise ValueError(f"recommender {name!r} returned an item index outside the catalog")
-        if len(set(items.tolist())) != len(items):
+        if len(set(listed)) != len(listed):
             raise ValueError(f"recommender {name!r} returned a slate with duplicate items")
         return slate if slate.items is items else Slate(items, slate.propensities)
 
