@@ -261,7 +261,7 @@ class ParametricBrain(Brain, BatchSessionBrain):
         u0 = self.reference[users] + p.no_click_utility + p.fatigue * np.maximum(0, pages_seen - 1)
         top = np.maximum(u0, util.max(axis=1))
         w = np.exp(util - top[:, None])
-        w0 = np.array([math.exp(x) for x in (u0 - top).tolist()])
+        w0 = np.array(list(map(math.exp, (u0 - top).tolist())))
         after_pick = math.exp(p.fatigue + 1.0)
         W = self.max_picks(S)
         picks = np.full((n, W), -1, dtype=np.int64)

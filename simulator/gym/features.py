@@ -82,15 +82,8 @@ def sample_candidates(rng: np.random.Generator, n_items: int, seen: set, k: int,
         items = draw.tolist()
         if len(set(items)) == k and (not seen or not any(i in seen for i in items)):
             return draw
-    return fill_candidates(rng, n_items, seen, k, first)
-
-
-def fill_candidates(rng: np.random.Generator, n_items: int, seen, k: int,
-                    first: np.ndarray | None = None, out: list[int] | None = None) -> np.ndarray:
-    """``sample_candidates`` past its fast path (its first draw collided with ``seen`` or itself);
-    ``out``: distinct unseen items already taken from earlier draws (the rest is drawn as before)."""
-    out = [] if out is None else list(out)
-    taken: set[int] = set(out)
+    out: list[int] = []
+    taken: set[int] = set()
     if first is not None:
         for i in first.tolist():
             if i not in seen and i not in taken:

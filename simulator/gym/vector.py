@@ -39,7 +39,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from recworld.simulator.gym.batch import LEAVE, BatchSessionBrain
-from recworld.simulator.gym.features import fill_candidates, slate_from_action
+from recworld.simulator.gym.features import slate_from_action
 
 RNG_MODES = ("shared", "per_env")
 
@@ -154,6 +154,7 @@ class SessionVectorEnv(VectorEnv):
             if k:
                 self._last_h[u, self.H - k:] = h[len(h) - k:]
         self._history = hist
+        self._h_distinct = np.array([len(np.unique(h)) for h in hist], dtype=np.int64)
         self._genre_on = cat.genre_dist > 0
 
         self._gens: list = [None] * N                    # per_env: one generator per sub-env
@@ -164,6 +165,7 @@ class SessionVectorEnv(VectorEnv):
         self.candidates = np.zeros((N, self.C), dtype=np.int64)
         self._seen = np.zeros((N, self.n_items), dtype=bool)
         self._watched: list[list[int]] = [[] for _ in range(N)]         # items watched this episode
+        self._n_seen = np.zeros(N, dtype=np.int64)                      # distinct items in _seen's row
         self._session_genres = np.zeros((N, self.G), dtype=bool)
         self._watched_any = np.zeros(N, dtype=bool)
         self._recent = np.full((N, self.H), self.n_items, dtype=np.int64)   # last H watched (n = empty)
@@ -243,6 +245,7 @@ class SessionVectorEnv(VectorEnv):
         if self.H:
             self._recent[lanes] = self._last_h[users]
         self.users[lanes] = users
+        self._n_seen[lanes] = self._h_distinct[users]
         self.user_ids[lanes] = pop.ids[users]
         self.t[lanes] = 0
         self.clock[lanes] = 0.0
@@ -273,36 +276,27 @@ class SessionVectorEnv(VectorEnv):
             drawn[rows] = self._fill(lanes[rows], draws)
         self.candidates[lanes] = drawn
 
-    def _seen_set(self, i: int) -> set:
-        seen = set(self._history[self.users[i]].tolist())
-        seen.update(self._watched[i])
-        return seen
-
     def _fill(self, lanes: np.ndarray, draws) -> np.ndarray:
-        """``fill_candidates`` for each sub-env in ``lanes`` (whose first draw collided), its first
-        round of draws (2C + 4 items) checked for all of them at once."""
-        C, L = self.C, 2 * self.C + 4
-        shared = self.rng_mode == "shared"
-        if shared:
-            state = self.np_random.bit_generator.state
-        drawn = draws.integers(lanes, self.n_items, L)
-        order = np.argsort(drawn, axis=1, kind="stable")
-        srt = np.take_along_axis(drawn, order, axis=1)
-        first = np.ones_like(drawn, dtype=bool)
-        np.put_along_axis(first, order, np.concatenate([np.ones((len(lanes), 1), dtype=bool),
-                                                        srt[:, 1:] != srt[:, :-1]], axis=1), axis=1)
-        valid = first & ~self._seen[lanes[:, None], drawn]
-        enough = valid.sum(axis=1) >= C
-        if shared and not enough.all():      # a second round would interleave: replay one by one
-            self.np_random.bit_generator.state = state
-            return np.stack([fill_candidates(self.np_random, self.n_items, self._seen_set(i), C)
-                             for i in lanes.tolist()])
-        pick = np.argsort(~valid, axis=1, kind="stable")[:, :C]
-        out = np.take_along_axis(drawn, pick, axis=1)
-        for row in np.flatnonzero(~enough).tolist():
-            i = int(lanes[row])
-            got = drawn[row][valid[row]].tolist()
-            out[row] = fill_candidates(draws.generator(i), self.n_items, self._seen_set(i), C, out=got)
+        """``sample_candidates``'s refill after a colliding first draw (as the single env does it) for each
+        sub-env in ``lanes``, in order, with the seen mask in place of the seen set."""
+        C, n_items = self.C, self.n_items
+        out = np.empty((len(lanes), C), dtype=np.int64)
+        for row, i in enumerate(lanes.tolist()):
+            if n_items - int(self._n_seen[i]) < C:
+                raise ValueError(f"the catalog has too few unseen items ({n_items - int(self._n_seen[i])}) "
+                                 f"for {C} candidates")
+            rng, seen = draws.generator(i), self._seen[i]
+            got: list[int] = []
+            taken: set[int] = set()
+            while len(got) < C:
+                drawn = rng.integers(0, n_items, size=2 * (C - len(got)) + 4)
+                for item, was_seen in zip(drawn.tolist(), seen[drawn].tolist()):
+                    if not was_seen and item not in taken:
+                        got.append(item)
+                        taken.add(item)
+                        if len(got) == C:
+                            break
+            out[row] = got
         return out
 
     # ------------------------------------------------------------------ step
@@ -391,6 +385,7 @@ class SessionVectorEnv(VectorEnv):
                 self._watched[i].append(it)
             self._session_genres[sub_lanes] |= self._genre_on[item]
             self._watched_any[sub_lanes] = True
+            self._n_seen[sub_lanes] += 1                   # a watched item was unseen
             if self.H:
                 rec = self._recent[sub_lanes]
                 rec[:, :-1] = rec[:, 1:]
