@@ -55,6 +55,15 @@ def busiest_user(run, need_llm: bool = False) -> int:
     return int(counts.index[0])
 
 
+def compact(path: Path) -> None:
+    """Re-save a screenshot with a 256-colour palette (a third of the size; pages are flat colours)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    small.save(path, optimize=True)
+
+
 def shoot(browser, url: str, path: Path, setup=None, max_height: int = 2400, width: int = 1400) -> Path:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -71,6 +80,7 @@ def shoot(browser, url: str, path: Path, setup=None, max_height: int = 2400, wid
     d.set_window_size(width, min(max(height, 700), max_height))
     time.sleep(0.3)
     d.save_screenshot(str(path))
+    compact(path)
     errors = browser.console_errors()
     if errors:
         print(f"warning: {path.name}: console errors: {errors}", file=sys.stderr)

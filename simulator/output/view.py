@@ -113,7 +113,7 @@ def _records(df: pd.DataFrame, cols: list[str]) -> list[dict]:
 
 
 _EVENT_COLS = ["time", "kind", "session", "item_id", "other_id", "slate_id", "post_id", "root_id", "page",
-               "position", "value", "items", "text"]
+               "position", "value", "items", "text", "_order"]
 
 
 class RunView:
@@ -424,8 +424,11 @@ class RunView:
         slates: dict[int, dict] = {}
         entries: list[tuple[float, int, dict, int | None]] = []     # (time, order, entry, session)
 
+        order = {"now": None}         # ties in time keep the event log's order; LLM-only entries come last
+
         def add(t, e, s=None):
-            entries.append((float(t), len(entries), e, s))
+            o = order["now"] if order["now"] is not None else 1e15 + len(entries)
+            entries.append((float(t), o, e, s))
 
         def session_of(r):
             s = r["session"]
@@ -437,6 +440,7 @@ class RunView:
 
         for r in rows:
             k, t, s = r["kind"], r["time"], session_of(r)
+            order["now"] = r["_order"]
             if k in ("session_start", "session_end", "rate"):
                 continue
             if k == "slate":
@@ -479,10 +483,12 @@ class RunView:
         # chats another user started with this one
         partner = self.chats_as_partner.get(uid)
         if partner is not None:
-            for r in _records(partner, ["time", "user_id", "items", "text"]):
+            for r in _records(partner, ["time", "user_id", "items", "text", "_order"]):
+                order["now"] = r["_order"]
                 add(r["time"], {"k": "chat", "t": _r(r["time"], 3), "with": int(r["user_id"]), "init": False,
                                 "it": [self.item_ref(i, used) for i in _seq(r["items"])],
                                 "text": _cut(r["text"], 20000)}, None)
+        order["now"] = None
         persona = self._attach_calls(uid, spans, slates, entries, add)
         # blocks: sessions in order of their start, loose entries between them
         entries.sort(key=lambda x: (x[0], x[1]))
