@@ -246,8 +246,10 @@ def test_view_write_rewrites_the_report(run_dir, tmp_path, capsys):
     import argparse
     import shutil
 
+    from recworld.simulator.output import explorer, view
     from recworld.simulator.output.explorer import add_view_arguments, cmd_view
 
+    assert explorer._DEFAULT_USERS == view.DEFAULT_USERS          # the help text's default is the real one
     out = tmp_path / "copy"
     shutil.copytree(run_dir, out)
     (out / "report.html").unlink()

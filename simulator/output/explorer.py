@@ -13,16 +13,22 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from recworld.simulator.output.html import render_page, write_html
-from recworld.simulator.output.view import DEFAULT_MAX_BYTES, DEFAULT_USERS, RunView, dumps
-from recworld.simulator.run import load_run
+# Light to import (the CLI builds its parser from it): pandas and the run loader load on use.
 
-HELP = "explore a run folder in the browser: serve its report on loopback, every user loaded on demand"
+HELP = ("explore a run in the browser: serve its report.html on loopback with every user loaded on demand "
+        "(--write: rewrite report.html)")
+#: as ``view.DEFAULT_USERS`` (not imported here: importing this module stays light)
+_DEFAULT_USERS = 200
 
 
-def write_report_html(folder, max_users: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Path:
+def write_report_html(folder, max_users: int | None = None, max_bytes: int | None = None) -> Path:
     """(Re)write ``folder/report.html`` from the run folder's files; returns its path."""
-    return write_html(folder, load_run(folder), max_users=max_users, max_bytes=max_bytes)
+    from recworld.simulator.output.html import write_html
+    from recworld.simulator.output.view import DEFAULT_MAX_BYTES
+    from recworld.simulator.run import load_run
+
+    return write_html(folder, load_run(folder), max_users=max_users,
+                      max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
 
 
 def add_view_arguments(parser) -> None:
@@ -36,7 +42,7 @@ def add_view_arguments(parser) -> None:
                         help="(re)write RUN/report.html and exit instead of serving")
     parser.add_argument("--users", type=int, default=None,
                         help=f"with --write: how many users' timelines the file embeds (default: the scenario's "
-                             f"output.html_users, else {DEFAULT_USERS})")
+                             f"output.html_users, else {_DEFAULT_USERS})")
 
 
 def cmd_view(args) -> int:
@@ -78,6 +84,10 @@ def make_server(folder, host: str = "127.0.0.1", port: int = 0):
     ``/user/ID.json`` one user's timeline, ``/plots/...`` and the folder's other files as
     they are.  Call ``serve_forever()`` on it (``shutdown()`` from another thread)."""
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from recworld.simulator.output.html import render_page
+    from recworld.simulator.output.view import RunView, dumps
+    from recworld.simulator.run import load_run
 
     folder = Path(folder).resolve()
     view = RunView(load_run(folder))
