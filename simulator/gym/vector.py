@@ -287,15 +287,10 @@ class SessionVectorEnv(VectorEnv):
                                  f"for {C} candidates")
             rng, seen = draws.generator(i), self._seen[i]
             got: list[int] = []
-            taken: set[int] = set()
-            while len(got) < C:
+            while len(got) < C:     # unseen draws in order, each item once (dict keys keep the first)
                 drawn = rng.integers(0, n_items, size=2 * (C - len(got)) + 4)
-                for item, was_seen in zip(drawn.tolist(), seen[drawn].tolist()):
-                    if not was_seen and item not in taken:
-                        got.append(item)
-                        taken.add(item)
-                        if len(got) == C:
-                            break
+                fresh = [item for item, was_seen in zip(drawn.tolist(), seen[drawn].tolist()) if not was_seen]
+                got = list(dict.fromkeys(got + fresh))[:C]
             out[row] = got
         return out
 
