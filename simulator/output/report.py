@@ -130,7 +130,8 @@ def make_plots(folder: Path, ts: pd.DataFrame, shown_counts: np.ndarray) -> dict
 def plot_bands(series: dict[str, list[pd.DataFrame]], column: str, path: Path, ylabel: str = "",
                title: str = "", level: float = 0.95) -> Path | None:
     """Per arm, the mean over seeds of a time-series ``column`` with its ``level`` t-interval
-    as a band (no band for an arm with one seed); the legend sits beside the plot."""
+    as a band (no band for an arm with one seed; clipped at zero for a column that is never
+    negative); the legend sits beside the plot, clear of the lines."""
     from matplotlib.figure import Figure
 
     from recworld.simulator.output.intervals import band
@@ -143,8 +144,11 @@ def plot_bands(series: dict[str, list[pd.DataFrame]], column: str, path: Path, y
         if bd.empty:
             continue
         hours = bd["start_minute"].to_numpy(dtype=float) / 60.0
+        low = bd["low"].to_numpy(dtype=float)
+        if all((f[column].dropna() >= 0).all() for f in frames if column in f):     # a count or a rate
+            low = np.maximum(low, 0.0)
         (line,) = ax.plot(hours, bd["mean"], label=f"{arm} (n={int(bd['n'].max())})")
-        ax.fill_between(hours, bd["low"], bd["high"], color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.fill_between(hours, low, bd["high"], color=line.get_color(), alpha=0.2, linewidth=0)
         drawn = True
     if not drawn:
         return None
