@@ -87,14 +87,14 @@ class BaseRecommender(Recommender):
         return self._rank(request)[:limit].copy()
 
     def _rank(self, request: SlateRequest) -> np.ndarray:
-        n = len(self.catalog)
-        allowed = np.ones(n, dtype=bool)
-        if len(request.exclude):
-            allowed[request.exclude] = False
         if not request.query:
+            allowed = np.ones(len(self.catalog), dtype=bool)
+            if len(request.exclude):
+                allowed[request.exclude] = False
             return self.rank_all(request, allowed)
         hits = self.catalog.search(request.query)
-        hits = hits[allowed[hits]]
+        if len(request.exclude) and len(hits):      # the search hits only: no mask over the whole catalog
+            hits = hits[~np.isin(hits, request.exclude)]
         if len(hits) == 0:
             return hits
         level = self.catalog.query_matches(request.query, hits)

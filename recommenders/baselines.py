@@ -71,6 +71,7 @@ class PopularityRecommender(BaseRecommender):
         self.counts = np.zeros(n)
         self._window: deque[tuple[float, np.ndarray]] = deque()
         self._order = None
+        self._rank_of = None          # (the ranking it was computed from, each item's score in it)
         self._order_time = -np.inf
         self._dirty = True
 
@@ -97,9 +98,11 @@ class PopularityRecommender(BaseRecommender):
 
     def item_scores(self, request: SlateRequest, candidates: np.ndarray) -> np.ndarray:
         order = self.ranking(request.time)
-        rank = np.empty(len(order), dtype=np.float64)
-        rank[order] = np.arange(len(order), 0, -1)
-        return rank[candidates]
+        if self._rank_of is None or self._rank_of[0] is not order:     # once per new ranking, not per request
+            rank = np.empty(len(order), dtype=np.float64)
+            rank[order] = np.arange(len(order), 0, -1)
+            self._rank_of = (order, rank)
+        return self._rank_of[1][candidates]
 
     def rank_all(self, request: SlateRequest, allowed: np.ndarray) -> np.ndarray:
         order = self.ranking(request.time)
