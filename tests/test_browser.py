@@ -258,4 +258,8 @@ def test_a_run_with_no_events_renders_every_view(browser, tmp_path):
         find(browser, f"#tab-{tab}")[0].click()
     browser.driver.get((run.path / "report.html").resolve().as_uri() + "#user=424242")
     assert "no user 424242" in wait(browser, "#user-absent").text
+    idle = int(run.users["user_id"].iloc[0])
+    browser.driver.get((run.path / "report.html").resolve().as_uri() + f"#user={idle}")
+    assert "did nothing" in wait(browser, "#user-idle").text
     assert browser.console_errors() == []
+

@@ -348,7 +348,12 @@
         .catch(function (e) { box.innerHTML = "<div class='empty'>could not load user " + esc(uid) + ": " + esc(e.message) + "</div>"; });
       return;
     }
-    var known = USERS.rows.some(function (r) { return r[UCOL.user_id] === uid; });
+    var row = USERS.rows.filter(function (r) { return r[UCOL.user_id] === uid; })[0];
+    var known = row !== undefined;
+    if (known && USERS.cols.every(function (c, i) { return c === "user_id" || c === "mean_rating" || !row[i]; })) {
+      box.innerHTML = "<div class='panel' id='user-idle'>User " + esc(uid) + " did nothing in this run: no session, chat, post or LLM call.</div>";
+      return;
+    }
     box.innerHTML = "<div class='panel' id='user-absent'>" + (known ? "User " + esc(uid) + "'s timeline is not embedded in this file (it embeds a sample of " + num((DATA.embedded || {}).users) + " users). "
       : "There is no user " + esc(uid) + " in this run. ") + "Run <span class='mono'>recworld view " + esc(DATA.folder || "RUN") + "</span> to load any user on demand.</div>";
   }
