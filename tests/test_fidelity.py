@@ -189,3 +189,123 @@ def test_llm_users_choose_and_rate_through_the_service(tmp_path):
     assert sim[6] + sim[7] + sim[8] == pytest.approx(1)           # 3.5 and 4.5 as answered, nothing else
     calls = [json.loads(x) for x in (out / "llm_calls.jsonl").read_text().splitlines()]
     assert {c.get("purpose") for c in calls} >= {"page", "rate"}
+
+
+# ----------------------------------------------------------------------------- the fitted model
+
+
+def test_the_slate_likelihood_recovers_the_model_that_made_the_picks():
+    """Picks simulated from a known chooser are fitted back to about its numbers."""
+    from recworld.simulator.data import calibration as C
+
+    rng = np.random.default_rng(0)
+    n, size, F = 4000, 10, 4
+    X = rng.normal(0, 1, (n, size, F))
+    off = np.tile(-0.3 * np.log1p(np.arange(size)), (n, 1))
+    true_b, c0, a = np.array([1.0, -0.5, 0.8, 0.0]), 1.5, 0.4
+    d0 = C._Slates(X, off, np.zeros(1, dtype=np.int64), np.ones((1, size), dtype=bool), np.zeros(1), np.zeros(1),
+                   np.zeros(1, dtype=np.int64), np.zeros((n, size), dtype=bool), np.zeros(n), np.ones(n, dtype=np.int64))
+    picks = C.simulate_picks(d0, true_b, c0, a, 0.0, size, rng)
+    # the picks' order does not matter for the recovery of the weights; take them by slot
+    sp, sa, st, sc = [], [], [], []
+    for p in range(n):
+        avail = np.ones(size, dtype=bool)
+        chosen = list(np.flatnonzero(picks[p])) + [-1]
+        for t, j in enumerate(chosen):
+            sp.append(p), sa.append(avail.copy()), st.append(t), sc.append(j)
+            if j >= 0:
+                avail[j] = False
+    d = C._Slates(X, off, np.array(sp), np.array(sa), np.array(st, dtype=float), np.zeros(len(sp)), np.array(sc),
+                  picks, np.zeros(n), np.ones(n, dtype=np.int64))
+    fit = C.fit_slates(d, np.random.default_rng(1), sharpness=(1.0,))
+    got = np.array([fit[f"slate_mle_{f}"] for f in C.CHOICE_FEATURES])
+    assert np.allclose(got, true_b, atol=0.15)
+    assert fit["slate_mle_no_click"] == pytest.approx(c0, abs=0.2) and fit["slate_mle_after_pick"] > 0
+
+
+def test_prices_make_the_emitted_histogram_match():
+    from recworld.simulator.data import calibration as C
+
+    rng = np.random.default_rng(0)
+    P = rng.dirichlet(np.ones(10) * 0.7, size=3000)
+    allowed = np.ones((3000, 10), dtype=bool)
+    allowed[:1000, C.HALF] = False                          # a third of the users never give half stars
+    target = np.array([1, 3, 2, 8, 5, 19, 14, 26, 9, 12], dtype=float) / 99
+    prices = C.fit_prices(P, allowed, target, 0.05)
+    w = C.emission_weights(P, prices, 0.05, allowed)
+    assert np.abs(w.mean(axis=0) - target / target.sum()).sum() / 2 < 0.01
+    assert (w[:1000][:, C.HALF] == 0).all()
+
+
+def test_the_fit_uses_the_history_it_is_given_and_only_that(tiny_ml):
+    from recworld.simulator.data import calibration as C
+    from recworld.simulator.data.sources import population_from_ratings
+
+    ml = load_movielens(tiny_ml)
+    users = np.sort(ml.ratings.user_id.unique())[:5]
+    C._FITS.clear()
+    a = C.fit_parametric(ml.catalog, ml.ratings, users)
+    C._FITS.clear()
+    b = C.fit_parametric(ml.catalog, ml.ratings, users[::-1])            # no cache: fitted again
+    assert a.calibration == b.calibration
+    assert np.array_equal(a.arrays["user_factors"], b.arrays["user_factors"][::-1])
+    other = C.fit_parametric(ml.catalog, ml.ratings[ml.ratings.timestamp < ml.ratings.timestamp.max()], users)
+    assert other.calibration != a.calibration
+    assert {"slate_no_click", "slate_cf", "slate_sharpness", "rating_temperature", "rating_tilt_item_bias"} \
+        <= set(a.calibration)
+    assert a.arrays["rating_levels"].shape == (5, 10) and np.allclose(a.arrays["rating_levels"].sum(axis=1), 1)
+    # the population of a scenario: the fitted model is added, nothing else changes and no draw is taken
+    r1, r2 = np.random.default_rng(3), np.random.default_rng(3)
+    with_fit = population_from_ratings(ml.catalog, ml.ratings, 6, r1, min_ratings=5)
+    without = population_from_ratings(ml.catalog, ml.ratings, 6, r2, min_ratings=5, fit=False)
+    pd.testing.assert_frame_equal(with_fit.profiles, without.profiles)
+    assert {k: v for k, v in with_fit.calibration.items() if k in without.calibration} == without.calibration
+    assert r1.random() == r2.random() and without.fitted == {} and with_fit.fitted
+
+
+def test_fitted_users_rate_on_their_own_star_grid():
+    from recworld.simulator.studies.fidelity import FittedParametricBrain
+
+    ml = load_movielens(_tiny(), holdout={"fraction": 0.25})
+    hist = ml.ratings.copy()
+    whole = hist.user_id.isin([1, 2, 3])
+    hist.loc[whole, "rating"] = np.ceil(hist.loc[whole, "rating"])         # three users give whole stars only
+    u = SimulatedUsers.from_histories(ml.catalog, hist, brain=FittedParametricBrain, seed=2)
+    assert u.brains[0].fitted
+    halves = [bool(((h * 2) % 2 == 1).any()) for h in u.population.history_ratings]
+    assert any(halves) and not all(halves)
+    for k, uid in enumerate(u.population.ids.tolist()):
+        got = [u.rate(uid, i) for i in u.catalog.ids[:25].tolist()]
+        assert all(0.5 <= r <= 5 for r in got)
+        if not halves[k]:
+            assert all(r == int(r) for r in got), uid
+    # without fitted numbers it is the parametric brain
+    plain = SimulatedUsers.from_movielens(_tiny(), holdout={"fraction": 0.25}, brain=FittedParametricBrain,
+                                          params={"calibrate": False}, seed=2)
+    assert not plain.brains[0].fitted
+
+
+def test_the_command_measures_the_fitted_brain(tmp_path):
+    out = tmp_path / "fitted"
+    assert cli("--data", _tiny(), "--brain", "parametric_fitted", "--out", out, "--ratios", "1", "--bootstrap", "0",
+               "--no-progress", "--session") == 0
+    body = json.loads((out / "fidelity.json").read_text())
+    assert body["brain"]["class"] == "FittedParametricBrain" and body["settings"]["session"] is True
+    assert "slate_sharpness" in body["brain"]["calibration"]
+
+
+@pytest.mark.slow
+def test_fidelity_of_the_fitted_user_on_the_full_movielens(ml_full):
+    """The targets of the fitted parametric user on ml-latest-small (a few minutes at most)."""
+    from recworld.simulator.studies.fidelity import AGENT4REC_F1, FittedParametricBrain
+
+    scn = fidelity_scenario(None, str(ml_full), None, [])
+    res = run_fidelity(scn, FidelitySettings(bootstrap=0), brain_class=FittedParametricBrain)
+    for ratio, r in res["ratios"].items():
+        for kind in ("per_user", "micro"):
+            assert r["brain"][kind]["f1"] > r["popularity"][kind]["f1"], (ratio, kind)
+        assert r["brain"]["per_user"]["f1"] > AGENT4REC_F1[ratio]
+    rt = res["ratings"]
+    assert rt["brain"]["mae"] < rt["user_mean"]["mae"]
+    assert rt["histogram"]["tv_distance"] < 0.10
+    assert 0.25 < rt["histogram"]["half_star_share"]["simulated"] < 0.45

@@ -119,6 +119,9 @@ def assert_same_parts(a, b):
     assert a.population.calibration.keys() == b.population.calibration.keys()
     for k, v in a.population.calibration.items():
         assert np.array_equal(np.asarray(v), np.asarray(b.population.calibration[k])), k
+    assert a.population.fitted.keys() == b.population.fitted.keys()     # the fitted model's arrays too
+    for k, v in a.population.fitted.items():
+        assert np.array_equal(v, b.population.fitted[k]), k
 
 
 @pytest.mark.parametrize("holdout", [{"fraction": 0.25}, {"by": "time", "cutoff": 1000100009}])
@@ -152,6 +155,7 @@ def test_no_held_out_rating_reaches_a_built_world(tiny_ml, tmp_path, holdout):
     if holdout.get("by") == "time":
         variants["deleted"] = lambda r: r[~is_held(r)]
     base = build_parts(scn)
+    assert base.population.fitted and "slate_no_click" in base.population.calibration    # the fitted model too
     h_items = set(zip(ml.heldout.user_id, ml.heldout.item))
     for u, (uid, hist) in enumerate(zip(base.population.ids, base.population.history)):
         assert not {(int(uid), int(i)) for i in hist} & h_items        # seen sets hold history only

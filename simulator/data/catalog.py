@@ -36,6 +36,23 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
+def popularity_quality(n_ratings: np.ndarray, mean_rating: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(popularity, quality) of items from their number of ratings and mean rating:
+    popularity = log(1 + n) scaled to 0..1; quality = the mean rating shrunk towards the mean of
+    the items' means (10 pseudo-ratings), centred at 0 (0 where nothing is known)."""
+    n = np.asarray(n_ratings, dtype=np.float64)
+    lp = np.log1p(n)
+    popularity = lp / lp.max() if lp.max() > 0 else np.zeros_like(lp)
+    mr = np.asarray(mean_rating, dtype=np.float64)
+    if np.isfinite(mr).any():
+        g = np.nanmean(mr)
+        shrunk = np.where(np.isfinite(mr), (mr * n + g * 10) / (n + 10), g)
+        quality = (shrunk - g).astype(np.float64)
+    else:
+        quality = np.zeros(len(n))
+    return popularity, quality
+
+
 class Catalog:
     """Items with title, genres, free text, duration (simulated minutes) and release year.
 
@@ -80,17 +97,8 @@ class Catalog:
         counts = gm.sum(axis=1, keepdims=True)
         self.genre_dist = np.where(counts > 0, gm / np.maximum(counts, 1), 1.0 / len(names)).astype(np.float32)
 
-        n = items["n_ratings"].to_numpy(dtype=np.float64)
-        lp = np.log1p(n)
-        self.popularity = lp / lp.max() if lp.max() > 0 else np.zeros_like(lp)
-        mr = items["mean_rating"].to_numpy(dtype=np.float64)
-        # quality: mean rating shrunk towards the global mean (10 pseudo-ratings), centred at 0
-        if np.isfinite(mr).any():
-            g = np.nanmean(mr)
-            shrunk = np.where(np.isfinite(mr), (mr * n + g * 10) / (n + 10), g)
-            self.quality = (shrunk - g).astype(np.float64)
-        else:
-            self.quality = np.zeros(len(items))
+        self.popularity, self.quality = popularity_quality(items["n_ratings"].to_numpy(dtype=np.float64),
+                                                           items["mean_rating"].to_numpy(dtype=np.float64))
         self._inverted: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:

@@ -26,6 +26,10 @@ class Population:
     history: list[np.ndarray]         # item indices seen before the run, per user
     calibration: dict = field(default_factory=dict)   # fitted choice/rating coefficients
     history_ratings: list[np.ndarray] | None = None   # ratings of ``history`` (NaN-free), if known
+    #: arrays of the fitted model (``recworld.simulator.data.calibration``), if fitted: user_factors
+    #: (users x k), item_factors (items x k), rating_levels and rating_allowed (users x 10),
+    #: item_rating_bias (items), rating_prices (10)
+    fitted: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         missing = [c for c in PROFILE_COLUMNS if c not in self.profiles.columns]

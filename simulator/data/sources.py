@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recworld.simulator.data.calibration import genre_tastes
 from recworld.simulator.data.catalog import Catalog
 from recworld.simulator.data.errors import DataError, file_problem, show
 from recworld.simulator.data.holdout import Holdout, filter_tags, split_ratings
@@ -397,20 +398,10 @@ def _fit_logit(X: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 25) 
     return w
 
 
-def _tastes(catalog: Catalog, items: np.ndarray, ratings: np.ndarray, base: np.ndarray,
-            rating_mean: float) -> tuple[np.ndarray, np.ndarray]:
-    gd = catalog.genre_dist[items].astype(np.float64)
-    share = gd.sum(axis=0)
-    # choice affinity: smoothed log ratio of the user's genre share to the catalog's
-    choice = np.log((share + 2 * base) / (share.sum() + 2) / base)
-    dev = ((ratings - rating_mean)[:, None] * gd).sum(axis=0) / (gd.sum(axis=0) + 3.0)
-    return np.clip(choice, -3, 3), dev
-
-
 def population_from_ratings(catalog: Catalog, inter: pd.DataFrame, n_users: int | None = None,
                             rng: np.random.Generator | None = None, *, users=None, sample: str = "random",
                             min_ratings: int = 20, activity_median: float = 1.0, activity_tail: float = 1.5,
-                            activity_max: float = 24.0) -> Population:
+                            activity_max: float = 24.0, fit: bool = True) -> Population:
     """Profiles calibrated from rating histories (Agent4Rec-style traits: activity, conformity, diversity).
 
     ``inter`` is an interactions table (``load_movielens(...).ratings``): everything the users
@@ -421,7 +412,9 @@ def population_from_ratings(catalog: Catalog, inter: pd.DataFrame, n_users: int 
 
     The choice model's weights on taste, popularity and quality are fitted by logistic
     regression of held-out watched items against random unwatched ones, and the rating
-    model's weights by least squares; both go to ``Population.calibration``.
+    model's weights by least squares; both go to ``Population.calibration``.  With ``fit``,
+    the fitted parametric user is fitted too (``recworld.simulator.data.calibration``: the
+    ``slate_*`` and ``rating_*`` keys, and the arrays in ``Population.fitted``).
     """
     rng = rng if rng is not None else np.random.default_rng(0)
     counts = inter.groupby("user_id").size()
@@ -463,7 +456,7 @@ def population_from_ratings(catalog: Catalog, inter: pd.DataFrame, n_users: int 
         r = g["rating"].to_numpy()
         mu = float(r.mean())
         sd = float(r.std()) if len(r) > 1 else 0.8
-        taste[k], raff[k] = _tastes(catalog, items, r, base, mu)
+        taste[k], raff[k] = genre_tastes(catalog, items, r, base, mu)
         history.append(items.astype(np.int64))
         history_r.append(r.astype(np.float64))
         conformity = 1 - min(1.0, float(np.abs(r - item_mean.reindex(items).to_numpy()).mean()) / 1.5)
@@ -471,7 +464,7 @@ def population_from_ratings(catalog: Catalog, inter: pd.DataFrame, n_users: int 
                      mu, max(sd, 0.3), len(items)))
         # calibration data: tastes from 80% of the history, predict the other 20%
         cut = max(1, int(len(items) * 0.8))
-        t_tr, d_tr = _tastes(catalog, items[:cut], r[:cut], base, mu)
+        t_tr, d_tr = genre_tastes(catalog, items[:cut], r[:cut], base, mu)
         held = items[cut:]
         if len(held):
             neg = rng.integers(0, len(catalog), size=len(held))
@@ -495,7 +488,16 @@ def population_from_ratings(catalog: Catalog, inter: pd.DataFrame, n_users: int 
         calibration.update(choice_taste=float(w[1]), choice_popularity=float(w[2]), choice_quality=float(w[3]))
         coef, *_ = np.linalg.lstsq(np.vstack(reg_X), np.concatenate(reg_y), rcond=None)
         calibration.update(rating_quality=float(coef[0]), rating_affinity=float(coef[1]))
-    return Population(profiles, taste, raff, history, calibration, history_r)
+    fitted = {}
+    if fit and fit_X:
+        # the fitted parametric user (slate likelihood, collaborative signal, rating model): a fit of
+        # the data alone, with random draws of its own (rng is not touched)
+        from recworld.simulator.data.calibration import fit_parametric
+
+        model = fit_parametric(catalog, inter, chosen)
+        calibration.update(model.calibration)
+        fitted = model.arrays
+    return Population(profiles, taste, raff, history, calibration, history_r, fitted)
 
 
 def taste_share(catalog: Catalog, items: np.ndarray) -> np.ndarray:

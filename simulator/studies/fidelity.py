@@ -164,12 +164,17 @@ class SimulatedUsers:
         """The item ids the user picks from ``items`` (shown as one page, in that order)."""
         return self.choose_many([(user_id, items)])[0]
 
-    def choose_many(self, pages: Sequence[tuple[int, Sequence[int]]]) -> list[list[int]]:
-        """``choose`` for many (user id, items) pages; LLM requests of all pages go together."""
+    def choose_many(self, pages: Sequence[tuple[int, Sequence[int]]],
+                    pages_seen: Sequence[int] | None = None) -> list[list[int]]:
+        """``choose`` for many (user id, items) pages; LLM requests of all pages go together.
+        ``pages_seen``: per page, how many pages the user has seen in this session including
+        it (default 1: each page opens a fresh session, so no fatigue)."""
         decisions, shown = [], []
-        for uid, items in pages:
+        for k, (uid, items) in enumerate(pages):
             idx = self.catalog.indices_of(items) if len(items) else np.empty(0, dtype=np.int64)
             st = self.state(uid)
+            if pages_seen is not None:
+                st.pages_seen = int(pages_seen[k])
             brain = self.brains[st.index]
             decisions.append(brain.choose_from_slate(st, idx, 0, 0.0))
             shown.append(idx)
@@ -368,6 +373,7 @@ class FidelitySettings:
     bootstrap: int = 1000
     seed: int = 0
     progress: bool = False
+    session: bool = False             # a user's pages one after another in one session (fatigue applies)
 
 
 @dataclass
@@ -453,7 +459,7 @@ def run_fidelity(scenario, settings: FidelitySettings | None = None, llm=None, o
     for r_i, m in enumerate(int(x) for x in s.ratios):
         neg_rngs = [np.random.default_rng(x) for x in neg_seq[r_i].spawn(len(users))]
         base_rngs = [np.random.default_rng(x) for x in base_seq[r_i].spawn(len(users))]
-        shown, pages, owners = [], [], []
+        shown, pages, owners, seen_count = [], [], [], []
         for us, rng in zip(users, neg_rngs):
             pool = np.setdiff1d(np.arange(n_items), us.excluded, assume_unique=True)
             k = min(len(pool), m * len(us.positives))
@@ -461,15 +467,16 @@ def run_fidelity(scenario, settings: FidelitySettings | None = None, llm=None, o
             cand = np.concatenate([us.positives, neg])
             cand = cand[rng.permutation(len(cand))]
             shown.append((cand, np.isin(cand, us.positives)))
-            for lo in range(0, len(cand), s.page_size):
+            for n_page, lo in enumerate(range(0, len(cand), s.page_size)):
                 pages.append((us.user_id, catalog.ids[cand[lo:lo + s.page_size]]))
                 owners.append(us.row)
+                seen_count.append(n_page + 1 if s.session else 1)
         picked_ids: list[list[int]] = []
         bar = progress_bar(total=len(pages), desc=f"1:{m} pages", enabled=s.progress, leave=False,
                            dynamic_ncols=True)
         step = 512 if llm is None else 64
         for lo in range(0, len(pages), step):
-            picked_ids += users_api.choose_many(pages[lo:lo + step])
+            picked_ids += users_api.choose_many(pages[lo:lo + step], seen_count[lo:lo + step])
             bar.update(min(step, len(pages) - lo))
         bar.close()
         picked_by_user: dict[int, set] = {}
@@ -562,6 +569,7 @@ def run_fidelity(scenario, settings: FidelitySettings | None = None, llm=None, o
                   "params": scenario.population.brain.params,
                   "calibration": {k: v for k, v in pop.calibration.items() if isinstance(v, (int, float, str))}},
         "settings": {"ratios": [int(x) for x in s.ratios], "like": s.like, "page_size": s.page_size,
+                     "session": s.session,
                      "min_history": s.min_history, "rate_max": rate_max, "bootstrap": s.bootstrap, "seed": s.seed},
         "ratios": ratios_out,
         "ratings": ratings_out,
@@ -605,7 +613,8 @@ def markdown(result: dict) -> str:
              + (f" ({result['brain']['class']})" if result["brain"].get("class") else ""), "",
              f"Data: {d['path']} — {d['holdout']}; {d['users']} users "
              f"(of {d['eligible_users']} with {st['min_history']}+ history ratings and a held-out "
-             f"{st['like']:g}+ rating), {d['items']} items. Pages of {st['page_size']}, seed {st['seed']}. "
+             f"{st['like']:g}+ rating), {d['items']} items. Pages of {st['page_size']}"
+             f"{' in one session each' if st.get('session') else ', each a fresh session'}, seed {st['seed']}. "
              f"Intervals: 95% bootstrap over users ({st['bootstrap']} resamples).", "",
              "## Choices (held-out liked items vs never-rated items at 1:m)", "",
              "| ratio | chooser | accuracy | precision | recall | F1 (micro) | F1 per user | AUC |",
@@ -742,6 +751,9 @@ def add_fidelity_arguments(p) -> None:
     p.add_argument("--rate-max", type=int, help=f"held-out items each user rates (default: all; LLM brains "
                                                 f"{LLM_RATE_MAX})")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals (1000)")
+    p.add_argument("--session", action="store_true",
+                   help="show a user's pages one after another in one session (fatigue applies); default: each "
+                        "page opens a fresh session")
     p.add_argument("--out", help="output folder (default: runs/fidelity-NAME-TIMESTAMP)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier fidelity output in --out (only a folder RecWorld wrote)")
@@ -767,7 +779,7 @@ def fidelity_scenario(scenario: str | None, data: str | None, brain: str | None,
 
 
 #: brains only this module knows (measurements of a proposed model), by ``--brain`` name
-EXTRA_BRAINS: dict[str, str] = {}
+EXTRA_BRAINS: dict[str, str] = {"parametric_fitted": "FittedParametricBrain"}
 
 
 def cmd_fidelity(args) -> int:
@@ -778,7 +790,9 @@ def cmd_fidelity(args) -> int:
     brain_class = None
     brain = args.brain
     if brain in EXTRA_BRAINS:
-        brain_class = globals()[EXTRA_BRAINS[brain]]
+        import sys
+
+        brain_class = getattr(sys.modules[__name__], EXTRA_BRAINS[brain])
         brain = "parametric"
     scn = fidelity_scenario(args.scenario, args.data, brain, args.overrides)
     validate_plugins(scn, args.scenario, data=False)
@@ -792,7 +806,8 @@ def cmd_fidelity(args) -> int:
         raise ValueError("--min-history and --rate-max must be positive, --bootstrap at least 0")
     settings = FidelitySettings(ratios=ratios, like=args.like, page_size=scn.session.page_size, users=args.users,
                                 min_history=args.min_history, rate_max=args.rate_max, bootstrap=args.bootstrap,
-                                seed=scn.seed if args.seed is None else args.seed, progress=not args.no_progress)
+                                seed=scn.seed if args.seed is None else args.seed, progress=not args.no_progress,
+                                session=args.session)
     label = args.brain or scn.population.brain.name
     out = Path(args.out) if args.out else default_out("fidelity", f"{scn.name}-{label}")
     check_out(out, args.overwrite)
@@ -819,3 +834,125 @@ def cmd_fidelity(args) -> int:
     print(markdown(result), end="")
     print(f"written to {out / 'fidelity.json'} (report: {out / 'fidelity.md'})")
     return 0
+
+
+# ----------------------------------------------------------------------------- the fitted parametric user
+
+
+def _fitted_brain_class():
+    from recworld.agents.parametric import ParametricBrain
+
+    class FittedParametricBrain(ParametricBrain):
+        """The parametric brain with the fitted model of ``recworld.simulator.data.calibration``
+        (slate-likelihood weights and no-click option, after-pick step, fatigue and exit, the
+        collaborative signal, the tilted rating model with priced emission on each user's star
+        grid), for measuring it with ``recworld fidelity --brain parametric_fitted``.  Without the
+        fitted numbers (``calibrate: false``, or a population without them) it is the parametric
+        brain."""
+
+        def __init__(self, params=None, *, catalog, population, rng=None, llm=None):
+            super().__init__(params, catalog=catalog, population=population, rng=rng, llm=llm)
+            cal, f, p = population.calibration, population.fitted, self.params
+            self.fitted = bool(p.calibrate and "slate_no_click" in cal and f)
+            if not self.fitted:
+                return
+            self.b_taste = p.taste_weight * cal["slate_taste"]
+            self.b_pop = p.popularity_weight * cal["slate_popularity"]
+            self.b_quality = p.quality_weight * cal["slate_quality"]
+            self._item_base = self.b_quality * catalog.quality
+            self._user_pop = self.b_pop * (0.5 + self.conformity)
+            self._taste_b = self.b_taste * self.taste
+            self._position = -cal["slate_position_decay"] * np.log1p(np.arange(512))
+            self._uf = (cal["slate_cf"] * f["user_factors"]).astype(np.float64)
+            self._vf = f["item_factors"].astype(np.float64)
+            self._u0 = cal["slate_no_click"]
+            self._after = math.exp(cal["slate_after_pick"])
+            self._fatigue = cal["slate_fatigue"]
+            self._continue = cal["slate_continue"]
+            # a setting given explicitly wins over the fitted number
+            self._max_picks = (p.max_watch_per_page if "max_watch_per_page" in p.model_fields_set
+                               else int(cal["slate_max_picks"]))
+            self._levels = f["rating_levels"]
+            self._allowed = f["rating_allowed"]
+            self._item_bias = cal["rating_tilt_item_bias"] * f["item_rating_bias"]
+            self._raff_w = cal["rating_tilt_affinity"]
+            self._cf_w = cal["rating_tilt_cf"]
+            self._prices = f["rating_prices"]
+            self._temperature = cal["rating_temperature"]
+
+        def utilities(self, state, items):
+            util = super().utilities(state, items)
+            if self.fitted:
+                util = util + self._vf[np.asarray(items, dtype=np.int64)] @ self._uf[state.index]
+            return util
+
+        def no_click_utility(self, state):
+            if not self.fitted:
+                return super().no_click_utility(state)
+            return self._u0 + self._fatigue * max(0, state.pages_seen - 1)
+
+        def choose_from_slate(self, state, items, page, now):
+            if not self.fitted:
+                return super().choose_from_slate(state, items, page, now)
+            rng = state.rng
+            util = self.utilities(state, items)
+            u0 = self.no_click_utility(state)
+            top = max(u0, float(util.max())) if len(util) else u0
+            w = np.exp(util - top)
+            w0 = math.exp(u0 - top)
+            picks: list[int] = []
+            while len(picks) < min(self._max_picks, len(w)):
+                cdf = np.cumsum(w)
+                r = rng.random() * (w0 + cdf[-1])
+                if r < w0:
+                    break
+                j = min(int(np.searchsorted(cdf, r - w0, side="right")), len(w) - 1)
+                picks.append(j)
+                w[j] = 0.0
+                w0 *= self._after
+            stay = self._continue - self._fatigue * state.pages_seen
+            if rng.random() >= 1.0 / (1.0 + math.exp(-stay)):
+                return PageChoice(picks, "leave")
+            if rng.random() < self.params.search_rate:
+                return PageChoice(picks, "search", self.search_query(state, now))
+            return PageChoice(picks, "next")
+
+        def rating_distribution(self, state, item):
+            from recworld.simulator.data.calibration import rating_distribution
+
+            u = state.index
+            dev = (self._item_bias[item] + self._raff_w * float(self.gdist[item] @ self.raff[u])
+                   + self._cf_w * float(self._vf[item] @ self._uf[u]) / max(abs(self.population.calibration["slate_cf"]), 1e-9))
+            return rating_distribution(self._levels[u:u + 1], np.array([dev]))[0]
+
+        def expected_rating(self, state, item):
+            if not self.fitted:
+                return super().expected_rating(state, item)
+            from recworld.simulator.data.calibration import LEVELS
+
+            return float(self.rating_distribution(state, item) @ LEVELS)
+
+        def consume(self, state, item, now):
+            if not self.fitted:
+                return super().consume(state, item, now)
+            from recworld.agents.parametric import FEELINGS
+            from recworld.simulator.data.calibration import LEVELS, emission_weights
+            from recworld.simulator.protocols import Consumption
+
+            P = self.rating_distribution(state, item)[None, :]
+            w = emission_weights(P, self._prices, self._temperature, self._allowed[state.index:state.index + 1])[0]
+            rating = float(LEVELS[min(int(np.searchsorted(np.cumsum(w), state.rng.random() * w.sum(), side="right")),
+                                      len(w) - 1)])
+            share = 1.0 if rating >= 3 else float(state.rng.uniform(0.15, 0.7))
+            return Consumption(minutes=float(self.catalog.duration[item]) * share, rating=rating,
+                               feeling=FEELINGS[max(1, int(rating))])
+
+    return FittedParametricBrain
+
+
+def __getattr__(name: str):
+    if name == "FittedParametricBrain":
+        cls = _fitted_brain_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
