@@ -65,6 +65,9 @@ def write_html(folder, run, max_users: int | None = None, max_bytes: int = DEFAU
     data = RunView(run).bundle(max_users=max_users, max_bytes=max_bytes)
     path = folder / name
     tmp = folder / f".{name}.tmp"
-    tmp.write_text(render_page(data), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(render_page(data), encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)          # a failed write leaves nothing behind in the run folder
     return path
