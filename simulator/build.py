@@ -183,7 +183,10 @@ def build_world(scenario: Scenario, out_dir: str | Path, parts: Parts | None = N
         llm = owned = service_from_scenario(scenario.llm, log_path=Path(out_dir) / "llm_calls.jsonl")
     try:
         if owned is not None:
-            owned.preflight()          # a dead endpoint, a wrong model or api_base fails here, in seconds
+            # a dead endpoint, a wrong model or api_base fails here, in seconds; the embedded server
+            # passed its health check already, so it gets the call's whole time budget on a busy machine
+            owned.preflight(timeout_s=scenario.llm.timeout_s if owned.server is not None
+                            else min(30.0, scenario.llm.timeout_s))
         log = EventLog(out_dir, flush_every=scenario.output.flush_every, flush_seconds=scenario.output.flush_seconds)
         world = World(scenario, parts.catalog, parts.population, parts.graph, make_recommender(scenario, parts, llm),
                       make_brains(scenario, parts, llm), log, seed_streams(scenario)["users"], llm=llm)

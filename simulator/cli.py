@@ -474,6 +474,9 @@ def _cmd_sts(args) -> int:
 
 # ----------------------------------------------------------------------------- the table
 
+from recworld.simulator.output.explorer import HELP as _VIEW_HELP  # noqa: E402  (light: nothing heavy at import)
+from recworld.simulator.output.explorer import add_view_arguments, cmd_view  # noqa: E402
+
 #: name -> (help, add_arguments, handler), in the order ``recworld --help`` lists them
 COMMANDS = {
     "run": ("run a scenario and write a run folder", _add_run, _cmd_run),
@@ -488,6 +491,7 @@ COMMANDS = {
              "and the in-world A/B"), _add_sts, _cmd_sts),
     "sweep": (("run a scenario over seeds and settings (sweep: section or --seeds/--grid), in-process or on Ray; "
                "summary with 95% intervals and paired differences"), _add_sweep, _cmd_sweep),
+    "view": (_VIEW_HELP, add_view_arguments, cmd_view),
     "list": ("list the registered recommenders and brains", _add_list, _cmd_list),
 }
 

@@ -208,6 +208,8 @@ class OutputConfig(Strict):
     flush_seconds: float = Field(10.0, gt=0, le=86_400, description=(
         "also flush the events at least this often (wall-clock seconds): a hard kill loses at most that much"))
     plots: bool = True
+    html_users: int = Field(200, ge=0, le=1_000_000, description=(
+        "users whose timelines report.html embeds (a seeded sample, at most 3 MB); `recworld view RUN` serves all"))
     oracle: bool = Field(False, description=(
         "log each slate's true click probability and the best possible slate's (regret); costs a pass over "
         "the catalog per slate"))
