@@ -165,6 +165,9 @@ def test_wheel_installs_beside_a_package_owning_recommenders_and_agents(tmp_path
     for folder in FOLDERS:                               # the source folders, under recworld
         assert f"recworld/{folder}/__init__.py" in listed
     assert "recworld/simulator/protocols.py" in listed and "recworld/simulator/engine/world.py" in listed
+    # package data: the bundled data, the prompts and the run explorer's script travel with the wheel
+    assert "recworld/simulator/output/assets/explorer.js" in listed
+    assert "recworld/agents/prompts/persona.txt" in listed
     assert "recworld = recworld.simulator.cli:main" in entry_points
 
     # 3. a fresh environment: the dummy package first, then RecWorld (no dependencies)
