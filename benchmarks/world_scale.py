@@ -14,6 +14,7 @@ COMMIT``) with this venv, for before/after figures on the same machine.
     python benchmarks/world_scale.py                          # 1k, 10k, 100k users
     python benchmarks/world_scale.py --users 10000 --items 100000      # memory at 100k items
     python benchmarks/world_scale.py --users 10000 --source /tmp/old   # an older commit
+    python benchmarks/world_scale.py --users 100000 --gc-freeze         # without the GC's scans of the build
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _use_source(tree: str) -> None:
                     "recworld.recommenders": f"{tree}/recommenders", "recworld.simulator": f"{tree}/simulator"})
 
 
-def one(users: int, days: float, recommender: str, items: int, seed: int) -> dict:
+def one(users: int, days: float, recommender: str, items: int, seed: int, gc_freeze: bool = False) -> dict:
     import resource
     import time
 
@@ -56,6 +57,11 @@ def one(users: int, days: float, recommender: str, items: int, seed: int) -> dic
         t0 = time.perf_counter()
         parts = build_parts(scn)
         world = build_world(scn, tmp, parts)
+        if gc_freeze:              # what gc.freeze() after the build would save (RecWorld itself does not)
+            import gc
+
+            gc.collect()
+            gc.freeze()
         t1 = time.perf_counter()
         c1 = time.process_time()
         world.run(progress=False)
@@ -104,6 +110,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--source", help="a RecWorld checkout to measure instead of the installed one")
     ap.add_argument("--no-simpy", action="store_true", help="skip the bare simpy ceiling")
+    ap.add_argument("--gc-freeze", action="store_true",
+                    help="call gc.freeze() after the build (measures what the garbage collector costs the run)")
     ap.add_argument("--_child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--_simpy", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -113,15 +121,17 @@ def main() -> None:
     if a._child is not None:
         if a.source:
             _use_source(os.path.abspath(a.source))
-        print(json.dumps(one(a._child, a.days, a.recommender, a.items, a.seed)))
+        print(json.dumps(one(a._child, a.days, a.recommender, a.items, a.seed, a.gc_freeze)))
         return
     print(f"parametric world, {a.days:g} simulated day(s), {a.items} items, recommender={a.recommender}"
-          + (f", source {a.source}" if a.source else "") + "; CPU time of the run (process_time)")
+          + (f", source {a.source}" if a.source else "") + (", gc.freeze() after the build" if a.gc_freeze else "")
+          + "; CPU time of the run (process_time)")
     print(f"{'users':>7} {'build s':>8} {'run CPU s':>10} {'events':>9} {'events/CPU-s':>13} "
           f"{'user-days/CPU-h':>16} {'/h on 2 cores':>14} {'peak MiB':>9} {'bare simpy wake-ups/CPU-s':>26}")
     for n in a.users:
         cmd = [sys.executable, __file__, "--_child", str(n), "--days", str(a.days), "--items", str(a.items),
-               "--recommender", a.recommender, "--seed", str(a.seed)] + (["--source", a.source] if a.source else [])
+               "--recommender", a.recommender, "--seed", str(a.seed)] + (["--source", a.source] if a.source else []) \
+            + (["--gc-freeze"] if a.gc_freeze else [])
         r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
         ceiling = ""
         if not a.no_simpy:
