@@ -382,7 +382,14 @@ def _ray(tasks: list[dict], retries: int, on_done, on_retry, resources, address:
         if probe["recworld"] != __version__:
             log.warning("the Ray workers run recworld %s, this driver %s", probe["recworld"], __version__)
         info["cluster_cpus"] = ray.cluster_resources().get("CPU")
-        driver_node = ray.get_runtime_context().get_node_id()
+        # through Ray Client (ray://) this process is not on any node: every run folder is shipped back
+        try:
+            from ray.util.client import ray as client_ray
+
+            client = bool(client_ray.is_connected())
+        except ImportError:
+            client = False
+        driver_node = "" if client else ray.get_runtime_context().get_node_id()
         remote = ray.remote(_ray_task).options(**_ray_options(resources))
         pending: dict = {}
 
