@@ -53,6 +53,13 @@ class HoldoutConfig(Strict):
         "by: time: ratings at or after this Unix time or date (YYYY-MM-DD, UTC) are held out"))
     min_history: int = Field(1, ge=1, le=100_000, description="by: fraction keeps at least this many ratings per user")
 
+    @field_validator("cutoff", mode="before")
+    @classmethod
+    def _dates_as_text(cls, v):
+        import datetime as dt
+
+        return v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v      # YAML reads 2015-01-01 as a date
+
     @field_validator("cutoff")
     @classmethod
     def _cutoff(cls, v):

@@ -309,3 +309,28 @@ def test_fidelity_of_the_fitted_user_on_the_full_movielens(ml_full):
     assert rt["brain"]["mae"] < rt["user_mean"]["mae"]
     assert rt["histogram"]["tv_distance"] < 0.10
     assert 0.25 < rt["histogram"]["half_star_share"]["simulated"] < 0.45
+
+
+def test_a_mixed_population_is_measured_brain_by_brain(tmp_path):
+    pytest.importorskip("litellm")
+    from recworld.simulator.testing.fakellm import FakeLLMServer, Reply
+    from recworld.simulator.testing.scripted import answer, schema_name
+
+    def responder(body, n):
+        if schema_name(body) == "RatingAnswer":
+            return Reply(json.dumps({"rating": 4, "feeling": "fine"}))
+        return answer(body, n)
+
+    scn = tmp_path / "mixed.yaml"
+    scn.write_text(f"name: mixed\ndata:\n  path: {_tiny()}\npopulation:\n  groups:\n    - share: 0.5\n"
+                   "      brain:\n        name: llm\n")
+    with FakeLLMServer(responder) as srv:
+        out = tmp_path / "o"
+        assert cli(scn, "--users", "6", "--ratios", "1", "--bootstrap", "0", "--rate-max", "2", "--out", out,
+                   "--no-progress", "--set", "llm.model=openai/fake", "--set", f"llm.api_base={srv.url}",
+                   "--set", "llm.cache=false") == 0
+        rated = sum(schema_name(b) == "RatingAnswer" for b in srv.requests)
+    body = json.loads((out / "fidelity.json").read_text())
+    users = pd.read_csv(out / "fidelity_users.csv")
+    assert body["brain"]["names"] == ["llm", "parametric"] and set(users["brain"]) == {"llm", "parametric"}
+    assert rated == 2 * (users["brain"] == "llm").sum()            # only the LLM users asked the LLM

@@ -183,8 +183,15 @@ def test_users_are_drawn_by_their_history(tiny_ml):
 
 
 def test_scenario_holdout_section_is_validated(tiny_ml):
+    import datetime
+
     ok = scenario(tiny_ml, {"by": "time", "cutoff": "2001-01-01"})
     assert ok.data.holdout.cutoff == "2001-01-01"
+    assert scenario(tiny_ml, {"by": "time", "cutoff": datetime.date(2001, 1, 1)}).data.holdout.cutoff == "2001-01-01"
+    from recworld.simulator.scenario import validate_plugins
+
+    with pytest.raises(ScenarioError, match="history ratings"):       # min_ratings counts the history
+        validate_plugins(scenario(tiny_ml, {"fraction": 0.9}))
     assert scenario(tiny_ml, None).data.holdout is None
     for bad, words in (({"fraction": 1.5}, "data.holdout.fraction"), ({"cutoff": 5}, "needs by: time"),
                        ({"by": "time", "cutoff": "soon"}, "neither Unix seconds"),

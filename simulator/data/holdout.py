@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -74,6 +74,8 @@ class Holdout:
 def cutoff_seconds(cutoff: int | float | str) -> int:
     """A cutoff as Unix seconds: a number, a string of digits, or a ``YYYY-MM-DD`` (UTC) date
     (also ``YYYY-MM-DDTHH:MM:SS``)."""
+    if isinstance(cutoff, (date, datetime)):
+        cutoff = cutoff.isoformat()
     if isinstance(cutoff, bool):
         raise ValueError(f"holdout.cutoff must be Unix seconds or a date YYYY-MM-DD (got {cutoff!r})")
     if isinstance(cutoff, (int, np.integer)):

@@ -368,17 +368,18 @@ def load_movielens(path: str | Path, n_tags: int = 10, *, holdout: Holdout | dic
     return MovieLens(catalog, inter, _interactions(split.heldout, catalog), h)
 
 
-def population_problem(counts: pd.Series, n_users: int, min_ratings: int) -> tuple[str, str] | None:
+def population_problem(counts: pd.Series, n_users: int, min_ratings: int,
+                       what: str = "ratings") -> tuple[str, str] | None:
     """(field, message) if ``n_users`` users with ``min_ratings`` ratings cannot be drawn from
-    ``counts`` (ratings per user), else None."""
+    ``counts`` (ratings per user), else None.  ``what`` names the ratings counted."""
     n_eligible = int((counts >= min_ratings).sum())
     if n_eligible == 0:
         most = int(counts.max()) if len(counts) else 0
-        return "data.min_ratings", (f"no user has at least {min_ratings} ratings (data.min_ratings) in this "
+        return "data.min_ratings", (f"no user has at least {min_ratings} {what} (data.min_ratings) in this "
                                     f"MovieLens folder (the most any user has is {most}); lower data.min_ratings")
     if n_users > n_eligible:
         return "population.size", (f"population.size={n_users} but only {n_eligible} users have at least "
-                                   f"{min_ratings} ratings (data.min_ratings) in this MovieLens folder; lower "
+                                   f"{min_ratings} {what} (data.min_ratings) in this MovieLens folder; lower "
                                    f"population.size to at most {n_eligible}, or data.min_ratings")
     return None
 
@@ -728,10 +729,12 @@ def _check_files(scenario) -> tuple[list[tuple[str, str]], int | None, int]:
         if d.source == "movielens":
             t = read_movielens_tables(d.path or bundled_movielens_path())
             known = t.ratings[t.ratings["movieId"].isin(t.movies["movieId"])]
+            what = "ratings"
             if getattr(d, "holdout", None) is not None:
                 known = split_ratings(known, d.holdout).history     # users are built from their history
+                what = "history ratings"
             counts = known.groupby("userId").size()
-            problem = population_problem(counts, size, d.min_ratings)
+            problem = population_problem(counts, size, d.min_ratings, what)
             if problem is not None:
                 problems.append(problem)
             users = set(counts[counts >= d.min_ratings].index.tolist())
