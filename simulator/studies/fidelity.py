@@ -35,15 +35,17 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import pandas as pd
-from pydantic import BaseModel, Field
 
-from recworld.simulator.data.catalog import Catalog
-from recworld.simulator.data.population import Population
-from recworld.simulator.protocols import Brain, PageChoice, Think, UserState
+if TYPE_CHECKING:  # pragma: no cover - types only; the module loads light (the CLI builds its parser from it)
+    import pandas as pd
+    from pydantic import BaseModel
+
+    from recworld.simulator.data.catalog import Catalog
+    from recworld.simulator.data.population import Population
+    from recworld.simulator.protocols import Brain, UserState
 
 log = logging.getLogger("recworld")
 
@@ -69,10 +71,17 @@ _register_kind()
 # ----------------------------------------------------------------------------- the API
 
 
-class RatingAnswer(BaseModel):
-    """An LLM user's rating of one item."""
-    rating: float = Field(ge=0.5, le=5)
-    feeling: str = Field("", max_length=60)
+def _rating_answer():
+    """The schema of an LLM user's rating of one item (``RatingAnswer``), built on first use."""
+    if "RatingAnswer" not in globals():
+        from pydantic import BaseModel, Field
+
+        class RatingAnswer(BaseModel):
+            """An LLM user's rating of one item."""
+            rating: float = Field(ge=0.5, le=5)
+            feeling: str = Field("", max_length=60)
+        globals()["RatingAnswer"] = RatingAnswer
+    return globals()["RatingAnswer"]
 
 
 RATE_PROMPT = ("You just watched {item}.\nHow many stars do you give it, from 0.5 to 5 in half stars "
@@ -82,6 +91,8 @@ RATE_PROMPT = ("You just watched {item}.\nHow many stars do you give it, from 0.
 
 def _page_state(index: int, user_id: int, rng: np.random.Generator, seen: set[int]) -> UserState:
     """A user at the first page of a fresh session: nothing watched, heard of or searched yet."""
+    from recworld.simulator.protocols import UserState
+
     st = UserState(index, user_id, rng, seen=set(seen))
     st.session, st.pages_seen = 1, 1
     return st
@@ -169,6 +180,8 @@ class SimulatedUsers:
         """``choose`` for many (user id, items) pages; LLM requests of all pages go together.
         ``pages_seen``: per page, how many pages the user has seen in this session including
         it (default 1: each page opens a fresh session, so no fatigue)."""
+        from recworld.simulator.protocols import PageChoice
+
         decisions, shown = [], []
         for k, (uid, items) in enumerate(pages):
             idx = self.catalog.indices_of(items) if len(items) else np.empty(0, dtype=np.int64)
@@ -214,6 +227,8 @@ class SimulatedUsers:
 
     def _rating(self, brain: Brain, st: UserState, item: int):
         """A rating, or a ``Think`` for an LLM brain (a short request with the user's persona)."""
+        from recworld.simulator.protocols import Think
+
         if brain.needs_llm and callable(getattr(brain, "persona", None)):
             from recworld.simulator.llm.service import LLMRequest
 
@@ -222,7 +237,7 @@ class SimulatedUsers:
             line = f"{c.titles[item]}" + (f" [{genres}]" if genres else "")
             messages = [{"role": "system", "content": brain.persona(st)},
                         {"role": "user", "content": RATE_PROMPT.format(item=line)}]
-            req = LLMRequest(messages, RatingAnswer, int(st.rng.integers(2**31 - 1)),
+            req = LLMRequest(messages, _rating_answer(), int(st.rng.integers(2**31 - 1)),
                              {"user": st.user_id, "purpose": "rate"})
 
             def then(results):
@@ -240,6 +255,8 @@ class SimulatedUsers:
 def interactions_table(catalog: Catalog, histories: pd.DataFrame) -> pd.DataFrame:
     """Histories (user_id or userId, item_id or movieId, rating, timestamp) as an interactions
     table over ``catalog`` (with the catalog index ``item``), sorted by user and time."""
+    import pandas as pd
+
     df = histories.rename(columns={"userId": "user_id", "movieId": "item_id"})
     missing = [c for c in ("user_id", "item_id", "rating") if c not in df.columns]
     if missing:
@@ -257,6 +274,8 @@ def interactions_table(catalog: Catalog, histories: pd.DataFrame) -> pd.DataFram
 
 def resolve_all(decisions: list, llm) -> list:
     """Decisions with every ``Think`` answered by ``llm``, all pending requests in one batch per round."""
+    from recworld.simulator.protocols import Think
+
     out = list(decisions)
     for _ in range(50):
         pending = [k for k, d in enumerate(out) if isinstance(d, Think)]
@@ -708,6 +727,8 @@ def plots(result: dict, folder: Path) -> dict[str, str]:
 def write_fidelity(result: dict, out: Path, scenario=None) -> Path:
     """``fidelity.json``, ``fidelity.md``, ``fidelity_users.csv`` and ``plots/`` in ``out``
     (prepared by the caller with ``prepare_out(out, overwrite, "fidelity")``)."""
+    import pandas as pd
+
     out = Path(out)
     per_user = result.get("per_user", [])
     pd.DataFrame(per_user).to_csv(out / "fidelity_users.csv", index=False)
@@ -845,7 +866,7 @@ def _fitted_brain_class():
 
     from recworld.agents.parametric import FEELINGS, ParametricBrain
     from recworld.simulator.data.calibration import RatingEmitter
-    from recworld.simulator.protocols import Consumption
+    from recworld.simulator.protocols import Consumption, PageChoice
 
     class FittedParametricBrain(ParametricBrain):
         """The parametric brain with the fitted model of ``recworld.simulator.data.calibration``
@@ -994,4 +1015,6 @@ def __getattr__(name: str):
         cls = _fitted_brain_class()
         globals()[name] = cls
         return cls
+    if name == "RatingAnswer":
+        return _rating_answer()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
