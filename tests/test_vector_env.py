@@ -12,6 +12,7 @@ import recworld  # noqa: F401  (registers the environments)
 ROOT = Path(__file__).resolve().parents[1]
 RL = str(ROOT / "scenarios" / "rl_session.yaml")
 SMALL = ["population.size=60", "data.n_items=300"]
+CROWDED = ["population.size=60", "data.n_items=140", "env.candidates=100"]      # most candidate draws collide
 ID = "recworld/Session-v0"
 
 
@@ -241,3 +242,32 @@ def test_sb3_adapter_needs_same_step_autoreset():
 
     with pytest.raises(ValueError, match="SAME_STEP"):
         SB3VectorEnv(native(2))
+
+
+@pytest.mark.parametrize("rng", ["shared", "per_env"])
+def test_many_colliding_candidate_draws_refill_as_one_by_one(rng):
+    """With 100 candidates from 140 items nearly every draw collides, and some refills need a
+    second round: the refill checked for many sub-envs at once gives the same candidates as
+    refilling them one by one."""
+    from recworld.simulator.gym.vector import SessionVectorEnv
+
+    def roll(together):
+        env = native(16, rng=rng, overrides=CROWDED)
+        env.unwrapped.FILL_TOGETHER = 8 if together else 10**9
+        out = [env.reset(seed=2)[0]["candidates"]]
+        for a in actions(16, 40, C=100):
+            o, r, *_ = env.step(a)
+            out += [o["candidates"], r]
+        return out
+
+    assert SessionVectorEnv.FILL_TOGETHER == 8
+    assert all(np.array_equal(x, y) for x, y in zip(roll(True), roll(False)))
+
+
+def test_per_env_streams_match_sync_with_many_colliding_draws():
+    n = 12
+    ours, theirs = native(n, rng="per_env", overrides=CROWDED), sync(n, overrides=CROWDED)
+    assert same(ours.reset(seed=3)[0], theirs.reset(seed=3)[0])
+    for a in actions(n, 40, C=100, seed=6):
+        s1, s2 = ours.step(a), theirs.step(a)
+        assert all(same(x, y) for x, y in zip(s1[:4], s2[:4]))

@@ -276,22 +276,51 @@ class SessionVectorEnv(VectorEnv):
             drawn[rows] = self._fill(lanes[rows], draws)
         self.candidates[lanes] = drawn
 
+    #: from this many colliding sub-envs on, their first refill round is checked for all at once
+    FILL_TOGETHER = 8
+
     def _fill(self, lanes: np.ndarray, draws) -> np.ndarray:
-        """``sample_candidates``'s refill after a colliding first draw (as the single env does it) for each
-        sub-env in ``lanes``, in order, with the seen mask in place of the seen set."""
-        C, n_items = self.C, self.n_items
-        out = np.empty((len(lanes), C), dtype=np.int64)
-        for row, i in enumerate(lanes.tolist()):
-            if n_items - int(self._n_seen[i]) < C:
-                raise ValueError(f"the catalog has too few unseen items ({n_items - int(self._n_seen[i])}) "
-                                 f"for {C} candidates")
-            rng, seen = draws.generator(i), self._seen[i]
-            got: list[int] = []
-            while len(got) < C:     # unseen draws in order, each item once (dict keys keep the first)
-                drawn = rng.integers(0, n_items, size=2 * (C - len(got)) + 4)
-                fresh = [item for item, was_seen in zip(drawn.tolist(), seen[drawn].tolist()) if not was_seen]
-                got = list(dict.fromkeys(got + fresh))[:C]
-            out[row] = got
+        """``sample_candidates``'s refill after a colliding first draw (as the single env does it)
+        for each sub-env in ``lanes``, in order, with the seen mask in place of the seen set."""
+        for i in lanes.tolist():
+            if self.n_items - int(self._n_seen[i]) < self.C:
+                raise ValueError(f"the catalog has too few unseen items ({self.n_items - int(self._n_seen[i])}) "
+                                 f"for {self.C} candidates")
+        if len(lanes) >= self.FILL_TOGETHER:
+            return self._fill_together(lanes, draws)
+        return np.array([self._fill_lane(i, draws.generator(i)) for i in lanes.tolist()], dtype=np.int64)
+
+    def _fill_lane(self, i: int, rng: np.random.Generator, got: list[int] | None = None) -> list[int]:
+        """Rounds of 2 (C - taken) + 4 draws until C distinct unseen items are taken (after ``got``)."""
+        C, seen = self.C, self._seen[i]
+        got = [] if got is None else got
+        while len(got) < C:         # unseen draws in order, each item once (dict keys keep the first)
+            drawn = rng.integers(0, self.n_items, size=2 * (C - len(got)) + 4)
+            fresh = [item for item, was_seen in zip(drawn.tolist(), seen[drawn].tolist()) if not was_seen]
+            got = list(dict.fromkeys(got + fresh))[:C]
+        return got
+
+    def _fill_together(self, lanes: np.ndarray, draws) -> np.ndarray:
+        """``_fill_lane`` for many sub-envs: their first rounds drawn, then checked in numpy."""
+        C, L, n = self.C, 2 * self.C + 4, len(lanes)
+        shared = self.rng_mode == "shared"
+        if shared:
+            state = self.np_random.bit_generator.state
+        drawn = draws.integers(lanes, self.n_items, L)        # = each sub-env's first round, in order
+        order = np.argsort(drawn, axis=1, kind="stable")
+        srt = np.take_along_axis(drawn, order, axis=1)
+        first = np.empty(drawn.shape, dtype=bool)            # first occurrence of its value in the row
+        np.put_along_axis(first, order, np.concatenate([np.ones((n, 1), dtype=bool), srt[:, 1:] != srt[:, :-1]],
+                                                       axis=1), axis=1)
+        valid = first & ~self._seen[lanes[:, None], drawn]
+        enough = valid.sum(axis=1) >= C
+        if shared and not enough.all():      # a second round comes before the next sub-env's first: replay
+            self.np_random.bit_generator.state = state
+            return np.array([self._fill_lane(i, self.np_random) for i in lanes.tolist()], dtype=np.int64)
+        out = np.take_along_axis(drawn, np.argsort(~valid, axis=1, kind="stable")[:, :C], axis=1)
+        for row in np.flatnonzero(~enough).tolist():
+            i = int(lanes[row])
+            out[row] = self._fill_lane(i, draws.generator(i), drawn[row][valid[row]].tolist())
         return out
 
     # ------------------------------------------------------------------ step
