@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recworld.simulator.data.holdout import Holdout
 from recworld.simulator.data.sources import load_movielens
 from recworld.simulator.studies.fidelity import (FidelitySettings, SimulatedUsers, add_fidelity_arguments, auc,
                                                  classification, cmd_fidelity, fidelity_scenario, histogram,

@@ -157,7 +157,7 @@ def test_no_held_out_rating_reaches_a_built_world(tiny_ml, tmp_path, holdout):
     base = build_parts(scn)
     assert base.population.fitted and "slate_no_click" in base.population.calibration    # the fitted model too
     h_items = set(zip(ml.heldout.user_id, ml.heldout.item))
-    for u, (uid, hist) in enumerate(zip(base.population.ids, base.population.history)):
+    for uid, hist in zip(base.population.ids, base.population.history):
         assert not {(int(uid), int(i)) for i in hist} & h_items        # seen sets hold history only
     assert not set(zip(base.interactions.user_id, base.interactions.timestamp)) & held
     run_a = read_events(run_scenario(scn, tmp_path / "run_base", progress=False))
