@@ -307,17 +307,22 @@ class SessionVectorEnv(VectorEnv):
         if shared:
             state = self.np_random.bit_generator.state
         drawn = draws.integers(lanes, self.n_items, L)        # = each sub-env's first round, in order
-        order = np.argsort(drawn, axis=1, kind="stable")
-        srt = np.take_along_axis(drawn, order, axis=1)
-        first = np.empty(drawn.shape, dtype=bool)            # first occurrence of its value in the row
-        np.put_along_axis(first, order, np.concatenate([np.ones((n, 1), dtype=bool), srt[:, 1:] != srt[:, :-1]],
-                                                       axis=1), axis=1)
+        # first occurrence of each value in its row: sort (item, position) keys, keep each item's first
+        keys = np.sort(drawn * L + np.arange(L), axis=1)
+        item, pos = np.divmod(keys, L)
+        first = np.empty(drawn.shape, dtype=bool)
+        np.put_along_axis(first, pos, np.concatenate([np.ones((n, 1), dtype=bool), item[:, 1:] != item[:, :-1]],
+                                                     axis=1), axis=1)
         valid = first & ~self._seen[lanes[:, None], drawn]
-        enough = valid.sum(axis=1) >= C
+        taken = np.cumsum(valid, axis=1)
+        enough = taken[:, -1] >= C
         if shared and not enough.all():      # a second round comes before the next sub-env's first: replay
             self.np_random.bit_generator.state = state
             return np.array([self._fill_lane(i, self.np_random) for i in lanes.tolist()], dtype=np.int64)
-        out = np.take_along_axis(drawn, np.argsort(~valid, axis=1, kind="stable")[:, :C], axis=1)
+        out = np.empty((n, C), dtype=np.int64)
+        ok = np.flatnonzero(enough)
+        keep = valid[ok] & (taken[ok] <= C)                   # the first C valid draws of each row, in order
+        out[ok] = drawn[ok][keep].reshape(len(ok), C)
         for row in np.flatnonzero(~enough).tolist():
             i = int(lanes[row])
             out[row] = self._fill_lane(i, draws.generator(i), drawn[row][valid[row]].tolist())
