@@ -40,7 +40,7 @@ class Parts:
     graph: SocialGraph
 
 
-def build_parts(scenario: Scenario, progress: bool | None = None) -> Parts:
+def build_parts(scenario: Scenario, progress: bool | None = None, fit_users: bool = False) -> Parts:
     """Catalog, population, warm-start interactions and social graph of a scenario.
 
     Before the users are built, their memory is estimated
@@ -85,8 +85,11 @@ def build_parts(scenario: Scenario, progress: bool | None = None) -> Parts:
             check_memory(len(catalog), len(catalog.genre_names))
             bar.update()
             bar.set_postfix_str("population", refresh=True)
+            # the fitted user model (data.calibration) is not used by the world's brains yet, so it is fitted
+            # only on request (``fit_users``; 2-3 CPU seconds a build); `recworld fidelity` measures it
             population = population_from_ratings(catalog, interactions, pop_cfg.size, np.random.default_rng(s_pop),
-                                                 sample=pop_cfg.sample, min_ratings=d.min_ratings, **act_kw)
+                                                 sample=pop_cfg.sample, min_ratings=d.min_ratings, fit=fit_users,
+                                                 **act_kw)
         else:
             if d.source == "synthetic":
                 catalog = synthetic_catalog(d.n_items, d.n_genres, np.random.default_rng(s_data), d.duration_mean)

@@ -474,6 +474,21 @@ def _cmd_sts(args) -> int:
 
 # ----------------------------------------------------------------------------- the table
 
+# ----------------------------------------------------------------------------- fidelity
+
+
+def _add_fidelity(f: argparse.ArgumentParser) -> None:
+    from recworld.simulator.studies.fidelity import add_fidelity_arguments
+
+    add_fidelity_arguments(f)
+
+
+def _cmd_fidelity(args) -> int:
+    from recworld.simulator.studies.fidelity import cmd_fidelity
+
+    return cmd_fidelity(args)
+
+
 from recworld.simulator.output.explorer import HELP as _VIEW_HELP  # noqa: E402  (light: nothing heavy at import)
 from recworld.simulator.output.explorer import add_view_arguments, cmd_view  # noqa: E402
 
@@ -491,6 +506,8 @@ COMMANDS = {
              "and the in-world A/B"), _add_sts, _cmd_sts),
     "sweep": (("run a scenario over seeds and settings (sweep: section or --seeds/--grid), in-process or on Ray; "
                "summary with 95% intervals and paired differences"), _add_sweep, _cmd_sweep),
+    "fidelity": (("how much simulated users resemble real ones: the Agent4Rec protocol on held-out MovieLens "
+                  "ratings, rating error and histogram, next to baselines"), _add_fidelity, _cmd_fidelity),
     "view": (_VIEW_HELP, add_view_arguments, cmd_view),
     "list": ("list the registered recommenders and brains", _add_list, _cmd_list),
 }

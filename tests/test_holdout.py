@@ -154,7 +154,7 @@ def test_no_held_out_rating_reaches_a_built_world(tiny_ml, tmp_path, holdout):
     variants = {"stars": other_stars, "movies": other_movies}
     if holdout.get("by") == "time":
         variants["deleted"] = lambda r: r[~is_held(r)]
-    base = build_parts(scn)
+    base = build_parts(scn, fit_users=True)
     assert base.population.fitted and "slate_no_click" in base.population.calibration    # the fitted model too
     h_items = set(zip(ml.heldout.user_id, ml.heldout.item))
     for uid, hist in zip(base.population.ids, base.population.history):
@@ -166,7 +166,7 @@ def test_no_held_out_rating_reaches_a_built_world(tiny_ml, tmp_path, holdout):
         scn_b = scenario(folder, holdout)
         other = load_movielens(folder, holdout=holdout)
         assert not other.heldout.equals(ml.heldout) or name == "deleted"
-        assert_same_parts(base, build_parts(scn_b))
+        assert_same_parts(base, build_parts(scn_b, fit_users=True))
         run_b = read_events(run_scenario(scn_b, tmp_path / f"run_{name}", progress=False))
         assert run_a.equals(run_b), name
 
