@@ -76,7 +76,7 @@ def test_compare_runs_every_arm_on_the_same_users(small_scenario, tmp_path):
         (per_run[("greedy", 3)] + per_run[("greedy", 4)]) / 2)
     diffs = json.loads((tmp_path / "compare.json").read_text())["differences"]
     assert {d["arm"] for d in diffs} == {"greedy"} and {d["baseline"] for d in diffs} == {"random"}
-    for f in ("compare.csv", "compare.json", "report.md", "plots/regret_and_ctr.png", "plots/metrics.png"):
+    for f in ("compare.csv", "compare.json", "report.md", "report.html", "plots/regret_and_ctr.png", "plots/metrics.png"):
         assert (tmp_path / f).exists()
 
 

@@ -145,6 +145,7 @@ def test_sweep_runs_every_arm_and_seed_with_the_events_of_runs_alone(small_scena
     assert ctr.loc["random", "mean"] == pytest.approx(runs.loc[runs["arm"] == "random", "ctr"].mean())
     diffs = pd.read_csv(out / "differences.csv")
     assert set(diffs["arm"]) == {"popularity"} and set(diffs["baseline"]) == {"random"}
+    assert "Sweep:" in (out / "report.html").read_text()        # the comparison page of the explorer
     report = (out / "report.md").read_text()
     assert "Paired differences against `random`" in report and "95% interval" in report
     for f in ("plots/metrics.png", "plots/timeseries.png", "sweep.yaml", "sweep.json"):

@@ -41,7 +41,8 @@ KNOWN: dict[str, dict] = {
                         "results.json", "report.md"}, "dirs": {"plots": _PLOTS}, "sub_runs": False},
     "evaluate": {"files": {"offline_eval.csv", "offline_eval.json", "offline_eval.md"}, "dirs": {},
                  "sub_runs": False},
-    "sweep": {"files": {"sweep.yaml", "sweep.csv", "summary.csv", "differences.csv", "sweep.json", "report.md"},
+    "sweep": {"files": {"sweep.yaml", "sweep.csv", "summary.csv", "differences.csv", "sweep.json", "report.md",
+                        "report.html"},
               "dirs": {"plots": _PLOTS}, "sub_runs": True},
 }
 

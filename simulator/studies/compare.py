@@ -107,6 +107,12 @@ def run_compare(scenario, out: str | Path, overrides=None, names: list[str] | No
                  files=("Each run is an ordinary run folder `ARM-seedN/` (events, metrics, report). `compare.csv` "
                         "has the table (mean and interval per metric), `compare.json` the table, the paired "
                         "differences and every run."))
+    from recworld.simulator.output.arms import write_arms_html
+
+    write_arms_html(out, result.runs, result.series, metrics=COLUMNS, baseline=baseline, status=result.status,
+                    title=f"Recommender comparison: {scn.name}",
+                    curves=[("ctr", "CTR (watches / items shown)"), ("regret_cumulative", "cumulative regret"),
+                            ("watches", "watches per time bin")])
     if result.status == "interrupted":
         raise KeyboardInterrupt(f"comparison interrupted; results so far in {out}")
     return table, result

@@ -700,6 +700,12 @@ def write_sweep(result: SweepResult) -> None:
     _write_state(out, plan, results, {"status": result.status, **result.info},
                  {"provenance": provenance(plan.scenario)})
     write_report(result, out / "report.md", f"Sweep: {plan.name}", plots)
+    from recworld.simulator.output.arms import write_arms_html
+
+    write_arms_html(out, result.runs, result.series, metrics=list(result.summary["metric"].unique())
+                    if "metric" in result.summary.columns else None, baseline=plan.baseline, status=result.status,
+                    title=f"Sweep: {plan.name}", curves=[("ctr", "CTR (watches / items shown)"),
+                                                        ("watches", "watches per time bin")])
 
 
 def write_plots(result: SweepResult, folder: Path) -> dict[str, Path]:
