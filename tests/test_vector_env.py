@@ -137,7 +137,7 @@ def test_shared_stream_dynamics_match_the_single_env_in_distribution():
     single.reset(seed=3)
     s_clicks = s_ends = s_steps = 0
     for a in actions(8, n * steps // 8, seed=5):
-        _, r, term, trunc, info = single.step(a)
+        _, _, term, trunc, info = single.step(a)
         if "clicks" in info:
             s_clicks += info["clicks"][info["_clicks"]].sum()
             s_steps += int(info["_clicks"].sum())
@@ -168,7 +168,7 @@ def test_disabled_autoreset_and_reset_mask():
     assert env.metadata["autoreset_mode"] == AutoresetMode.DISABLED
     env.reset(seed=0)
     for a in actions(4, 60):
-        obs, r, term, trunc, info = env.step(a)
+        obs, _, term, trunc, info = env.step(a)
         done = term | trunc
         if done.any():
             before = {k: v.copy() for k, v in obs.items()}

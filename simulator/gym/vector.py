@@ -489,4 +489,4 @@ def make_session_vector_env(num_envs: int = 1, **kwargs) -> SessionVectorEnv:
     return SessionVectorEnv(num_envs=num_envs, **kwargs)
 
 
-__all__ = ["SessionVectorEnv", "make_session_vector_env", "RNG_MODES"]
+__all__ = ["RNG_MODES", "SessionVectorEnv", "make_session_vector_env"]
