@@ -62,10 +62,10 @@ class EventLog:
     ``emit(kind, time, user_id, **fields)`` appends one event.  Use as a context manager (or
     call ``close``) so the parts are merged even when the run raises.
 
-    A column gets values only from the events that set its field: each event touches its few
-    fields, and a column is padded with nulls up to the event's row when it is next set (or at
-    the flush).  (A buffer of one tuple or dict per event costs more: CPython's garbage
-    collector keeps scanning the buffered containers.)
+    Each optional field keeps the rows that set it and their values; a flush spreads them into
+    full columns.  So an event costs only the fields it sets, and buffering allocates nothing per
+    event (a buffer of one tuple or dict per event, or null padding made on the fly, would keep
+    CPython's garbage collector busy scanning them).
     """
 
     #: how often (in events) the wall clock is looked at for ``flush_seconds``
@@ -78,8 +78,7 @@ class EventLog:
         self.flush_every = int(flush_every)
         self.flush_seconds = flush_seconds
         self._last_flush = _time.monotonic()
-        self._cols: dict[str, list] = {f: [] for f in FIELDS}
-        self._n = 0                        # events in the buffer
+        self._new_buffer()
         self._n_parts = 0
         self.count = 0
         self.counts: dict[str, int] = {}
@@ -89,17 +88,15 @@ class EventLog:
     def emit(self, kind: EventKind, time: float, user_id: int, **fields) -> None:
         if not fields.keys() <= _OPTIONAL:
             raise TypeError(f"unknown event fields {sorted(fields.keys() - _OPTIONAL)}; known: {list(FIELDS)}")
-        cols = self._cols
+        cols, rows, values = self._cols, self._rows, self._values
         row = self._n
         cols["time"].append(float(time))
         kind = kind._value_
         cols["kind"].append(kind)
         cols["user_id"].append(int(user_id))
         for f, v in fields.items():
-            col = cols[f]
-            if len(col) < row:
-                col.extend([None] * (row - len(col)))
-            col.append(v)
+            rows[f].append(row)
+            values[f].append(v)
         self._n = n = row + 1
         self.count += 1
         counts = self.counts
@@ -113,11 +110,19 @@ class EventLog:
         if self.flush_seconds is not None and _time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
+    def _new_buffer(self) -> None:
+        self._cols: dict[str, list] = {f: [] for f in FIELDS[:3]}     # time, kind, user_id: every event
+        self._rows: dict[str, list[int]] = {f: [] for f in FIELDS[3:]}  # per optional field: rows setting it
+        self._values: dict[str, list] = {f: [] for f in FIELDS[3:]}    # ... and the values they set
+        self._n = 0                                                     # events in the buffer
+
     def _columns(self) -> dict[str, list]:
-        n, cols = self._n, self._cols
-        for col in cols.values():
-            if len(col) < n:
-                col.extend([None] * (n - len(col)))
+        n, cols = self._n, dict(self._cols)
+        for f in FIELDS[3:]:
+            col = [None] * n
+            for i, v in zip(self._rows[f], self._values[f]):
+                col[i] = v
+            cols[f] = col
         return cols
 
     def flush(self) -> None:
@@ -129,8 +134,7 @@ class EventLog:
         pq.write_table(table, tmp)
         tmp.rename(self.parts_dir / f"part-{self._n_parts:05d}.parquet")   # atomic: a part is whole or absent
         self._n_parts += 1
-        self._cols = {f: [] for f in FIELDS}
-        self._n = 0
+        self._new_buffer()
 
     def close(self) -> Path:
         """Flush and merge the parts into ``events.parquet`` (idempotent)."""
