@@ -22,19 +22,12 @@ NOT_METRICS = {"seed", "attempts", "wall_seconds", "users", "simulated_days", "s
 
 
 def interval(values, level: float = LEVEL) -> dict:
-    """Mean, standard deviation and the t interval of the mean of ``values`` (NaNs dropped)."""
-    from scipy import stats
+    """Mean, standard deviation and the t interval of the mean of ``values`` (NaNs dropped),
+    keyed as the sweep tables name them (``ci_low``, ``ci_high``)."""
+    from recworld.simulator.output.intervals import interval as t_interval
 
-    x = np.asarray([v for v in values if v is not None and not pd.isna(v)], dtype=np.float64)
-    n = len(x)
-    if n == 0:
-        return {"n": 0, "mean": math.nan, "std": math.nan, "ci_low": math.nan, "ci_high": math.nan}
-    mean = float(x.mean())
-    if n == 1:
-        return {"n": 1, "mean": mean, "std": math.nan, "ci_low": math.nan, "ci_high": math.nan}
-    std = float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n))
-    return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
+    iv = t_interval(values, level)
+    return {"n": iv["n"], "mean": iv["mean"], "std": iv["std"], "ci_low": iv["low"], "ci_high": iv["high"]}
 
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:
