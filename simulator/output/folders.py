@@ -26,7 +26,8 @@ MAX_NAME = 80
 
 #: files (plain names) and RecWorld-written sub-folders (name -> allowed file patterns) by kind
 _RUN_FILES = {"scenario.yaml", "events.parquet", "metrics.json", "timeseries.csv", "report.md", "report.html",
-              "users.parquet", "items.parquet", "llm_calls.jsonl", "error.txt", ".events.parquet.tmp"}
+              "users.parquet", "items.parquet", "llm_calls.jsonl", "error.txt", ".events.parquet.tmp",
+              "memories.parquet", ".memories.parquet.tmp", ".report.html.tmp"}
 _PLOTS = ("*.png", "*.svg", "*.pdf", "*.jpg", "*.html")
 _OS_LITTER = {".DS_Store", "Thumbs.db", "desktop.ini"}      # file managers' own notes, never the user's work
 _RUN_DIRS = {"plots": _PLOTS, "events.parts": ("part-*.parquet", ".part-*.tmp")}
@@ -53,7 +54,8 @@ class UnsafeOverwriteError(FileExistsError):
 
 def register_kind(kind: str, files, dirs: dict[str, tuple[str, ...]] | None = None, sub_runs: bool = False) -> None:
     """Declare the files an output of ``kind`` holds, so that ``--overwrite`` may replace it."""
-    KNOWN[kind] = {"files": set(files), "dirs": dict(dirs or {}), "sub_runs": sub_runs}
+    # every output may hold its explorer page (``recworld report FOLDER`` writes one)
+    KNOWN[kind] = {"files": set(files) | {"report.html"}, "dirs": dict(dirs or {}), "sub_runs": sub_runs}
 
 
 # ----------------------------------------------------------------------------- names

@@ -63,6 +63,14 @@ def clean(x):
     return str(x)
 
 
+def sample_order(users, seed: int = 0) -> list[int]:
+    """``users`` (ids; duplicates ignored) in the seeded random order ``report.html`` embeds
+    them in (``memories.parquet`` of a large run follows it too)."""
+    active = sorted({int(u) for u in users})
+    rng = np.random.default_rng(seed)
+    return [active[i] for i in rng.permutation(len(active))]
+
+
 def dumps(obj) -> str:
     """Compact JSON of ``clean(obj)``."""
     return json.dumps(clean(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -614,9 +622,7 @@ class RunView:
 
     def sample_users(self, seed: int = 0) -> list[int]:
         """Active users in a seeded random order (the order users are embedded in)."""
-        active = sorted(self.by_user)
-        rng = np.random.default_rng(seed)
-        return [active[i] for i in rng.permutation(len(active))]
+        return sample_order(self.by_user, seed)
 
     def bundle(self, max_users: int = DEFAULT_USERS, max_bytes: int = DEFAULT_MAX_BYTES,
                seed: int | None = None) -> dict:
