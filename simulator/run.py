@@ -78,6 +78,9 @@ def run_scenario(scenario, out: str | Path | None = None, overrides: list[str] |
             (out / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
         finally:
             world.close(cancel=status != "completed")
+    from recworld.simulator.output.memories import write_memories
+
+    write_memories(out, world, scn.output.html_users, seed=scn.seed)    # also when stopped; never raises
     wall = time.perf_counter() - t0
     try:
         extra = world_stats(world)
