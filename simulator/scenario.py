@@ -191,6 +191,14 @@ class SessionConfig(Strict):
         "LLM lookahead window as a share of think_minutes; below 1, several windows are in flight at once"))
 
 
+class WorldConfig(Strict):
+    """How the world couples its users in time (``docs/windows.md``)."""
+    sync_minutes: float = Field(0.0, ge=0, le=1440, description=(
+        "coupling interval of synchronous windows: between two barriers each user's decisions run as their own "
+        "lane (all lanes' LLM calls in flight together) and users meet, post and teach the recommender only at "
+        "the barriers; 0 keeps strict event-by-event time"))
+
+
 class EnvConfig(Strict):
     """The Gymnasium view of the world (``recworld/Session-v0`` and ``recworld/World-v0``)."""
     candidates: int = Field(20, ge=2, le=5000, description="candidate items offered per step (C)")
@@ -359,6 +367,7 @@ class Scenario(Strict):
     social: SocialConfig = Field(default_factory=SocialConfig)
     recommender: RecommenderConfig = Field(default_factory=RecommenderConfig)
     session: SessionConfig = Field(default_factory=SessionConfig)
+    world: WorldConfig = Field(default_factory=WorldConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     env: EnvConfig = Field(default_factory=EnvConfig)
     llm: LLMSection = Field(default_factory=LLMSection)

@@ -39,6 +39,12 @@ class LookaheadBatcher:
         self._sem: asyncio.Semaphore | None = None
         self._futures: list = []                  # (future, number of requests) of batches in flight
         self.cancelled = 0                        # requests still in flight when an interrupted run closed
+        self.inflight_sum = 0                     # requests in flight, summed at each ``send`` (windows)
+        self.max_inflight = 0
+        self.sync_minutes = 0.0                   # > 0: the world runs synchronous windows and uses ``send``
+        self.windows = 0
+        self.window_log: list[tuple[int, int]] = []   # per window: (requests, longest chain of a lane)
+        self._requests_at_window = 0
 
     # ------------------------------------------------------------------ the background loop
 
@@ -111,7 +117,36 @@ class LookaheadBatcher:
             return out
         return future.result()
 
+    # ------------------------------------------------------------------ synchronous windows
+
+    def send(self, requests: list):
+        """Send ``requests`` at once (a lane of a synchronous window); returns the future of their results."""
+        self._ensure_loop()
+        future = self._bg.submit(self._run(list(requests)))
+        self.batches += 1
+        self.requests += len(requests)
+        self.max_batch = max(self.max_batch, len(requests))
+        self._futures = [(f, n) for f, n in self._futures if not f.done()] + [(future, len(requests))]
+        inflight = sum(n for f, n in self._futures if not f.done())
+        self.inflight_sum += inflight
+        self.max_inflight = max(self.max_inflight, inflight)
+        return future
+
+    def end_window(self, chain: int) -> None:
+        """A synchronous window ended: record its requests and its longest chain of dependent calls."""
+        self.windows += 1
+        self.window_log.append((self.requests - self._requests_at_window, chain))
+        self._requests_at_window = self.requests
+
+    def wait(self, future) -> list:
+        """The results of a future from ``send``, waiting (in wall-clock time) if they are not in yet."""
+        return self._result(future)
+
     def stats(self) -> dict[str, Any]:
-        return {"batches": self.batches, "requests": self.requests, "max_batch": self.max_batch,
-                "mean_batch": round(self.requests / self.batches, 2) if self.batches else 0.0,
-                "window_minutes": self.window, "wait_seconds": round(self.waited_s, 3), "cancelled": self.cancelled}
+        out = {"batches": self.batches, "requests": self.requests, "max_batch": self.max_batch,
+               "mean_batch": round(self.requests / self.batches, 2) if self.batches else 0.0,
+               "window_minutes": self.window, "wait_seconds": round(self.waited_s, 3), "cancelled": self.cancelled}
+        if self.sync_minutes:
+            out.update(sync_minutes=self.sync_minutes, windows=self.windows, max_in_flight=self.max_inflight,
+                       mean_in_flight=round(self.inflight_sum / self.batches, 2) if self.batches else 0.0)
+        return out

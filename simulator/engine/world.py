@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import heapq
+
 import numpy as np
 import simpy
 
@@ -50,6 +52,10 @@ class World:
                                             scenario.session.think_minutes * scenario.session.batch_window,
                                             on_wait=log.flush_if_due)
         self.end = scenario.duration_days * 1440.0
+        self.sync = float(scenario.world.sync_minutes)
+        self._lanes: list | None = None          # synchronous windows: one lane per active user while running
+        if self.batcher is not None:
+            self.batcher.sync_minutes = self.sync
         cfg = scenario.session
         self.k, self.max_pages, self.think = cfg.page_size, cfg.max_pages, cfg.think_minutes
         ids = population.ids
@@ -80,6 +86,8 @@ class World:
 
     def run(self, progress: bool = True) -> None:
         """Run to ``duration_days``; shows a progress bar over simulated time."""
+        if self.sync > 0:
+            return self._run_windows(progress)
         self.start()
         from recworld.simulator.output.progress import progress_bar
 
@@ -94,6 +102,109 @@ class World:
                 bar.set_postfix(events=self.log.count, refresh=False)
                 t = nxt
 
+    # ------------------------------------------------------------------ synchronous windows
+
+    def _run_windows(self, progress: bool) -> None:
+        """Run in synchronous windows of ``world.sync_minutes`` (``docs/windows.md``).
+
+        Each active user is a lane with a simpy environment of its own.  In a window, every lane
+        runs on its own until it asks an LLM something or reaches the barrier; its requests go
+        out at once, so the calls of all lanes are in flight together.  Lanes resume in a fixed
+        order (a lane's first, second, ... request of the window, then user order) whatever
+        order the answers come in, so everything they share (the recommender's random draws,
+        counters) is used in the same order in every run.  At the barrier the recommender learns
+        the window's feedback and the social effects (posts reach inboxes, a chat reaches the
+        partner) are delivered, in simulated-time order; then the window's events are written
+        in time order.
+        """
+        if self._started:
+            raise RuntimeError("a World runs once; build a new one for another run")
+        if self.external is not None:
+            raise RuntimeError("synchronous windows need the world to run on its own; "
+                               "the Gymnasium envs keep strict time (world.sync_minutes: 0)")
+        self._started = True
+        from recworld.simulator.output.progress import progress_bar
+
+        main_env, main_log = self.env, self.log
+        lanes: dict[int, _Lane] = {}
+        for st in self.states:
+            if self._activity[st.index] > 0:
+                lane = _Lane(st.index, simpy.Environment())
+                self.env = lane.env
+                lane.env.process(self._life(st))
+                lanes[st.index] = lane
+        self._lanes = lanes
+        self._pending: list = []                 # heap of (round, user index, future, event) for LLM answers
+        self._deferred: list = []                # (time, order, fn, args): applied at the barrier
+        buffer = _WindowLog(main_log)
+        self.log = buffer
+        # lanes by the time of their next event, to wake only those with something to do
+        wake = [(lane.env.peek(), i) for i, lane in lanes.items()]
+        heapq.heapify(wake)
+        t = 0.0
+        try:
+            with progress_bar(total=round(self.end), unit="sim-min", desc=self.scenario.name, enabled=progress,
+                              dynamic_ncols=True, mininterval=0.5) as bar:
+                while t < self.end:
+                    stop = min(self.end, t + self.sync)
+                    due = []
+                    while wake and wake[0][0] < stop:
+                        due.append(heapq.heappop(wake)[1])
+                    for i in sorted(due):
+                        self._step_lane(lanes[i], stop)
+                    while self._pending:
+                        _, i, future, ev = heapq.heappop(self._pending)
+                        lane = lanes[i]
+                        results = self.batcher.wait(future)
+                        lane.blocked = False
+                        self.env = lane.env
+                        ev.succeed(results)
+                        self._step_lane(lane, stop)
+                    chain = 0                   # the longest chain of dependent LLM calls of a lane
+                    for i in due:
+                        nxt = lanes[i].env.peek()
+                        if nxt < float("inf"):
+                            heapq.heappush(wake, (nxt, i))
+                        chain = max(chain, lanes[i].round)
+                        lanes[i].round = 0
+                    self._barrier()
+                    if self.batcher is not None:
+                        self.batcher.end_window(chain)
+                    bar.update(round(stop) - round(t))
+                    bar.set_postfix(events=main_log.count, refresh=False)
+                    t = stop
+        finally:
+            buffer.write()                      # an interrupted window keeps what it did, in time order
+            self.log, self.env = main_log, main_env
+            self._lanes = None
+            if self.env.now < t:
+                self.env.run(until=t)
+
+    def _step_lane(self, lane: "_Lane", stop: float) -> None:
+        """Run one lane until it waits for an LLM answer or its next event is at the barrier or later."""
+        env = self.env = lane.env
+        self._current = lane
+        while not lane.blocked and env.peek() < stop:
+            env.step()
+
+    def _lane_submit(self, requests: list) -> simpy.Event:
+        lane = self._current
+        ev = self.env.event()
+        lane.blocked = True
+        lane.round += 1
+        heapq.heappush(self._pending, (lane.round, lane.index, self.batcher.send(requests), ev))
+        return ev
+
+    def _defer(self, time: float, fn, *args) -> None:
+        self._deferred.append((time, len(self._deferred), fn, args))
+
+    def _barrier(self) -> None:
+        """Apply what the window deferred (feedback, deliveries) in time order, then write its events."""
+        deferred, self._deferred = sorted(self._deferred, key=lambda d: (d[0], d[1])), []
+        for _, _, fn, args in deferred:
+            fn(*args)
+        self.log.write()
+
     def _emit(self, kind: K, st: UserState, **kw) -> None:
         self.log.emit(kind, self.env.now, st.user_id, session=st.session, **kw)
 
@@ -106,7 +217,11 @@ class World:
             if self.batcher is None:
                 raise RuntimeError("a brain asked for an LLM, but this world has no LLM service "
                                    "(build it with build_world, which starts the scenario's llm)")
-            results = yield self.batcher.submit(decision.requests)
+            if self._lanes is None:
+                results = yield self.batcher.submit(decision.requests)
+            else:       # a lane of a synchronous window: the answer arrives ``think`` minutes after asking
+                results = yield self._lane_submit(decision.requests)
+                yield self.env.timeout(self.think)
             decision = decision.then(results)
         return decision
 
@@ -228,9 +343,12 @@ class World:
                 feeling = f" ({con.feeling})" if con.feeling else ""
                 st.remember(env.now, f"watched {titles[item]} and rated it {con.rating:g}/5{feeling}")
             if self.external is None:      # the recommender learns once the user has watched
-                self.recommender.update(Feedback(user=st.index, slate=slate, clicked=clicked, ratings=ratings,
-                                                 watch_minutes=minutes, time=env.now, query=query,
-                                                 user_id=st.user_id))
+                fb = Feedback(user=st.index, slate=slate, clicked=clicked, ratings=ratings, watch_minutes=minutes,
+                              time=env.now, query=query, user_id=st.user_id)
+                if self._lanes is None:
+                    self.recommender.update(fb)
+                else:                      # synchronous windows: it learns at the barrier
+                    self._defer(env.now, self.recommender.update, fb)
             nxt = choice.next
             if nxt == "leave":
                 emit(K.LEAVE, env.now, st.user_id, session=st.session, slate_id=sid, text="done")
@@ -268,6 +386,11 @@ class World:
         self._emit(K.CHAT, st, other_id=other.user_id, items=[int(self.catalog.ids[i]) for i, _ in mentioned],
                    text=dialogue.text)
         about = "; ".join(self.catalog.titles[i] for i, _ in mentioned)
+        if self._lanes is not None:      # synchronous windows: the partner's lane hears of it at the barrier
+            now = self.env.now
+            self._chat_effects(st, other, mentioned, about, now)
+            self._defer(now, self._chat_effects, other, st, mentioned, about, now)
+            return
         for person, partner in ((st, other), (other, st)):
             person.remember(self.env.now, f"chatted with user {partner.user_id}" + (f" about {about}" if about else ""))
         for item, speaker in mentioned:
@@ -275,6 +398,18 @@ class World:
             if item not in listener.seen and item not in listener.heard_of:
                 listener.heard_of[item] = speaker
                 self.log.emit(K.HEARD, self.env.now, listener.user_id, session=listener.session,
+                              item_id=int(self.catalog.ids[item]), other_id=self.states[speaker].user_id, text="chat")
+
+    def _chat_effects(self, person: UserState, partner: UserState, mentioned: list, about: str,
+                      now: float) -> None:
+        """What a chat leaves with ``person``: the memory of it, and the items ``partner`` mentioned."""
+        person.remember(now, f"chatted with user {partner.user_id}" + (f" about {about}" if about else ""))
+        for item, speaker in mentioned:
+            if speaker == person.index:
+                continue
+            if item not in person.seen and item not in person.heard_of:
+                person.heard_of[item] = speaker
+                self.log.emit(K.HEARD, now, person.user_id, session=person.session,
                               item_id=int(self.catalog.ids[item]), other_id=self.states[speaker].user_id, text="chat")
 
     def _post(self, st: UserState) -> Iterator:
@@ -294,6 +429,12 @@ class World:
         self._emit(K.POST, st, post_id=post.post_id, root_id=post.root_id, item_id=int(self.catalog.ids[post.item]),
                    value=float(post.hop), other_id=None if parent is None else parent.user_id, text=post.text)
         st.remember(self.env.now, f"posted about {self.catalog.titles[post.item]}")
+        if self._lanes is not None:      # synchronous windows: followers get it at the barrier
+            self._defer(self.env.now, self._deliver, post, followers)
+            return
+        self._deliver(post, followers)
+
+    def _deliver(self, post: Post, followers: np.ndarray) -> None:
         for f in followers.tolist():
             self.states[f].inbox.append(post)
 
@@ -322,3 +463,34 @@ class World:
                 self._post_id += 1
                 self._publish(st, Post(self._post_id, post.root_id, st.index, post.item, post.text,
                                        post.hop + 1, self.env.now), parent=author)
+
+
+class _Lane:
+    """A user's own clock in a synchronous window."""
+
+    __slots__ = ("index", "env", "blocked", "round")
+
+    def __init__(self, index: int, env: simpy.Environment):
+        self.index, self.env, self.blocked, self.round = index, env, False, 0
+
+
+class _WindowLog:
+    """Holds a window's events and writes them to the run's log in time order at the barrier
+    (lanes run one after another, each on its own clock)."""
+
+    def __init__(self, log):
+        self.log = log
+        self.events: list = []
+
+    def emit(self, kind: K, time: float, user_id: int, **fields) -> None:
+        self.events.append((time, len(self.events), kind, user_id, fields))
+
+    def write(self) -> None:
+        events, self.events = self.events, []
+        events.sort(key=lambda e: (e[0], e[1]))
+        emit = self.log.emit
+        for time, _, kind, user_id, fields in events:
+            emit(kind, time, user_id, **fields)
+
+    def __getattr__(self, name):            # count, counts, flush_if_due, close ... of the run's log
+        return getattr(self.log, name)
