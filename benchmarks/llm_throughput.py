@@ -1,14 +1,18 @@
 """How well the world keeps an LLM server busy, and what an LLM agent costs per decision.
 
-(a) Simulator efficiency: LLM agents against a loopback fake OpenAI-compatible server that
-    answers after a fixed latency L with at most C requests in flight.  The best any
-    client can do is C/L decisions per second; we print achieved decisions/s and the ratio.
+(a) Simulator efficiency: the shipped ``llm_quickstart`` scenario (its activity, sessions and
+    social settings; synthetic data so that it scales to any number of users) against a
+    loopback fake OpenAI-compatible server that answers after a fixed latency L with at most
+    C requests in flight.  The best any client can do is C/L requests per second; we print
+    achieved requests/s, the ratio, requests in flight and CPU per call, in strict time and in
+    synchronous windows (``world.sync_minutes``).  With windows, the chain bound is what no
+    client can beat: per window, the longest chain of dependent calls of one user times L.
 (b) The embedded llama.cpp server with the packaged model: the same page decisions sent
     one at a time and batched (several in flight, decoded together by the server's slots).
 (c) LLM calls and tokens per agent decision, from (a) and (b).
 
     python benchmarks/llm_throughput.py                       # (a) for 100 and 1,000 agents, then (b)
-    python benchmarks/llm_throughput.py --part efficiency --agents 100 --latency 0.5 --capacity 16
+    python benchmarks/llm_throughput.py --part efficiency --agents 100 --latency 0.5 --capacity 16 --sync 0 60
     python benchmarks/llm_throughput.py --part embedded --decisions 16
 """
 
@@ -20,11 +24,17 @@ import tempfile
 import time
 
 
-def efficiency(agents: int, latency: float, capacity: int, sim_minutes: float, seed: int = 0) -> dict:
+def efficiency(agents: int, latency: float, capacity: int, sim_minutes: float, sync: float | None = None,
+               seed: int = 0) -> dict:
+    """The shipped ``llm_quickstart`` (its activity, session and social settings) with ``agents``
+    users on synthetic data, against a fake server; ``sync`` overrides ``world.sync_minutes``."""
+    import resource
+    from pathlib import Path
+
     from recworld.simulator.build import build_world
-    from recworld.simulator.testing.fakellm import FakeLLMServer
     from recworld.simulator.llm.service import LLMService
     from recworld.simulator.scenario import load_scenario
+    from recworld.simulator.testing.fakellm import FakeLLMServer
     from recworld.simulator.testing.scripted import answer
 
     def slow(body, n):
@@ -32,32 +42,41 @@ def efficiency(agents: int, latency: float, capacity: int, sim_minutes: float, s
         r.delay = latency
         return r
 
-    scn = load_scenario({
-        "name": f"llm-efficiency-{agents}", "seed": seed, "duration_days": sim_minutes / 1440,
-        "data": {"source": "synthetic", "n_items": 500, "n_genres": 12, "duration_mean": 2.0},
-        "population": {"size": agents, "activity": {"median_sessions_per_day": 200, "max_sessions_per_day": 1440},
-                       "brain": {"name": "llm"}},
-        "session": {"think_minutes": 1.0, "page_size": 5},
-        "output": {"plots": False},
-    })
+    sets = [f"population.size={agents}", "data.source=synthetic", f"duration_days={sim_minutes / 1440!r}",
+            f"seed={seed}", "output.plots=false"]
+    if sync is not None:
+        sets.append(f"world.sync_minutes={sync!r}")
+    scn = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "llm_quickstart.yaml", overrides=sets)
     with FakeLLMServer(slow, max_in_flight=capacity) as srv, tempfile.TemporaryDirectory() as tmp:
         svc = LLMService({"model": "openai/fake", "api_base": srv.url, "cache": False, "max_concurrency": capacity,
                           "timeout_s": 60 + 10 * latency})
         world = build_world(scn, tmp, llm=svc)
         svc.complete([{"role": "user", "content": "warm-up"}])        # import litellm outside the clock
         calls0 = svc.totals.calls
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         world.run(progress=False)
         wall = time.perf_counter() - t0
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         world.close()
         svc.close()
-        decisions = sum(getattr(b, "decisions", 0) for b in world.distinct_brains)
         calls = svc.totals.calls - calls0
         ideal = capacity / latency
-        return {"agents": agents, "latency_s": latency, "capacity": capacity, "decisions": decisions,
-                "calls": calls, "wall_s": round(wall, 2), "decisions_per_s": round(decisions / wall, 2),
-                "ideal_per_s": round(ideal, 2), "efficiency": round(decisions / wall / ideal, 3),
-                "mean_batch": world.batcher.stats()["mean_batch"], "max_in_flight_seen": srv.max_seen_in_flight}
+        st = world.batcher.stats()
+        row = {"agents": agents, "sync_minutes": scn.world.sync_minutes, "latency_s": latency, "capacity": capacity,
+               "sim_minutes": sim_minutes, "requests": calls, "wall_s": round(wall, 2),
+               "requests_per_s": round(calls / wall, 2), "ideal_per_s": round(ideal, 2),
+               "efficiency": round(calls / wall / ideal, 3),
+               "cpu_ms_per_call": round(1000 * ((cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime))
+                                        / max(calls, 1), 2),
+               "mean_batch": st["mean_batch"], "mean_in_flight": st.get("mean_in_flight"),
+               "max_in_flight_seen": srv.max_seen_in_flight}
+        if world.batcher.window_log:
+            # no client can beat, per window, its requests at C/L nor its longest chain of dependent calls
+            bound = sum(max(n * latency / capacity, chain * latency) for n, chain in world.batcher.window_log)
+            row["chain_bound_per_s"] = round(calls / bound, 2) if bound else None
+            row["efficiency_vs_chain_bound"] = round((calls / wall) / (calls / bound), 3) if bound and calls else None
+        return row
 
 
 def embedded(decisions: int, slots: int, seed: int = 0) -> list[dict]:
@@ -108,18 +127,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=["all", "efficiency", "embedded"], default="all")
     ap.add_argument("--agents", type=int, nargs="+", default=[100, 1000])
-    ap.add_argument("--latency", type=float, default=1.0, help="fake server latency L, seconds")
-    ap.add_argument("--capacity", type=int, nargs="+", default=[16, 64],
+    ap.add_argument("--latency", type=float, default=0.5, help="fake server latency L, seconds")
+    ap.add_argument("--capacity", type=int, nargs="+", default=[16],
                     help="fake server requests in flight C, one per --agents value")
-    ap.add_argument("--sim-minutes", type=float, default=60.0)
+    ap.add_argument("--sim-minutes", type=float, default=1440.0, help="simulated minutes (default: the scenario's day)")
+    ap.add_argument("--sync", type=float, nargs="+", default=[0.0, 60.0],
+                    help="world.sync_minutes values to run (0: strict time)")
     ap.add_argument("--decisions", type=int, default=16, help="(b) page decisions to time")
     ap.add_argument("--slots", type=int, default=4, help="(b) embedded server slots")
     args = ap.parse_args()
     if args.part in ("all", "efficiency"):
-        print("(a) recworld.simulator efficiency against a fake server (latency L, capacity C); ideal = C/L")
+        print("(a) llm_quickstart's users against a fake server (latency L, capacity C); ideal = C/L requests/s")
         caps = args.capacity + [args.capacity[-1]] * (len(args.agents) - len(args.capacity))
         for n, c in zip(args.agents, caps):
-            print(json.dumps(efficiency(n, args.latency, c, args.sim_minutes)), flush=True)
+            for sync in args.sync:
+                print(json.dumps(efficiency(n, args.latency, c, args.sim_minutes, sync)), flush=True)
     if args.part in ("all", "embedded"):
         print("(b) embedded server: page decisions, sequential vs batched")
         for row in embedded(args.decisions, args.slots):
