@@ -14,7 +14,7 @@ COMMIT``) with this venv, for before/after figures on the same machine.
     python benchmarks/world_scale.py                          # 1k, 10k, 100k users
     python benchmarks/world_scale.py --users 10000 --items 100000      # memory at 100k items
     python benchmarks/world_scale.py --users 10000 --source /tmp/old   # an older commit
-    python benchmarks/world_scale.py --users 100000 --gc-freeze         # without the GC's scans of the build
+    python benchmarks/world_scale.py --users 100000 --gc-freeze         # freeze here too (for older checkouts)
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def one(users: int, days: float, recommender: str, items: int, seed: int, gc_fre
         t0 = time.perf_counter()
         parts = build_parts(scn)
         world = build_world(scn, tmp, parts)
-        if gc_freeze:              # what gc.freeze() after the build would save (RecWorld itself does not)
+        if gc_freeze:              # World.run freezes the build itself since it learnt to; this is for older checkouts
             import gc
 
             gc.collect()
