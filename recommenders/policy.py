@@ -26,7 +26,7 @@ class PolicyRecommender(BaseRecommender):
     name: ClassVar[str] = "policy"
 
     class Params(Params):
-        path: str = Field(description="model.zip (or its folder) written by `recworld train`")
+        path: str = Field(description="model.zip, policy.pt or their folder, written by `recworld train`")
         trust_pickle: bool = Field(False, description=(
             "load SB3's model.zip itself, unpickling its Python objects (they can run code): only for files you "
             "made yourself; by default the weights-only policy.pt beside it is loaded"))
@@ -36,7 +36,7 @@ class PolicyRecommender(BaseRecommender):
         p = Path(self.params.path).expanduser()
         if not p.exists():
             raise FileNotFoundError(f"recommender.path: policy {p} does not exist (train one with `recworld train`)")
-        meta_path = p.parent / "policy.json"
+        meta_path = (p if p.is_dir() else p.parent) / "policy.json"
         self.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         env = self.meta.get("env", {})
         self.C = int(env.get("candidates", 20))
