@@ -40,6 +40,9 @@ def answer(body: dict, n: int) -> Reply:
                 ("rerank", "genre", "funny", 6), ("finish", "none", "", 1)][min(turn, 4)]
         return Reply(json.dumps({"thought": "step", "action": step[0], "attribute": step[1], "value": step[2],
                                  "k": step[3]}))
+    if name == "Ranking":             # a list answer: the names it may hold, in reverse order
+        spec = body["response_format"]["json_schema"]["schema"]["properties"]["ranking"]
+        return Reply(json.dumps({"ranking": spec["items"]["enum"][::-1][:spec.get("maxItems")]}))
     if not name:                      # a ranking request: list the catalog's names in reverse order
         text = body["messages"][-1]["content"]
         names = [json.loads(line)["name"] for line in text.splitlines() if line.startswith("{")]
