@@ -21,6 +21,8 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("RL training needs the 'rl' extra: pip install 'recworld[rl]'") from e
 
+from recworld.simulator.gym.slate_net import space_from_spec, space_spec  # noqa: E402,F401
+
 ALGOS = ("ppo", "a2c")
 
 
@@ -114,23 +116,6 @@ WEIGHTS = "policy.pt"          # the policy network's weights (a plain tensor di
 SPEC = "policy.json"           # what was trained, and the spaces to rebuild the network
 
 
-def space_spec(space) -> dict:
-    """A JSON description of the env's Dict-of-Box observation space (enough to rebuild it)."""
-    out = {}
-    for key, box in space.spaces.items():
-        low, high = np.asarray(box.low), np.asarray(box.high)
-        out[key] = {"shape": list(box.shape), "dtype": str(box.dtype), "low": float(low.min()),
-                    "high": float(high.max())}
-    return out
-
-
-def space_from_spec(spec: dict):
-    from gymnasium import spaces
-
-    return spaces.Dict({k: spaces.Box(low=v["low"], high=v["high"], shape=tuple(v["shape"]), dtype=np.dtype(v["dtype"]))
-                        for k, v in spec.items()})
-
-
 def save_policy(model, folder: str | Path, meta: dict) -> None:
     """Save ``model``'s policy the safe way: ``policy.pt`` holds only tensors, ``policy.json``
     the algorithm, the env settings and the spaces.  (``model.zip``, SB3's own format, is
@@ -159,7 +144,9 @@ def load_policy(path: str | Path, trust_pickle: bool = False):
     ``policy.json`` are read: no Python object from the file is unpickled, so a crafted file
     cannot run code.  ``trust_pickle=True`` loads SB3's ``model.zip`` instead (its pickled
     parts can run code: only for files you made yourself), returning the SB3 model.
-    ``path`` is the ``model.zip`` or ``policy.pt`` file, or their folder."""
+    ``path`` is the ``model.zip`` or ``policy.pt`` file, or their folder.  A policy trained on
+    RLlib (``"trainer": "rllib"`` in ``policy.json``) has no ``model.zip``: its ``policy.pt``
+    loads into a :class:`~recworld.simulator.gym.slate_net.ScorerPolicy`."""
     p = Path(path).expanduser()
     folder = p if p.is_dir() else p.parent
     if not p.exists():
@@ -167,6 +154,8 @@ def load_policy(path: str | Path, trust_pickle: bool = False):
     spec_path = folder / SPEC
     spec = json.loads(spec_path.read_text()) if spec_path.exists() else {}
     algo = spec.get("algo", "ppo")
+    if spec.get("trainer") == "rllib":        # weights only, whatever trust_pickle says: nothing to unpickle
+        return _load_scorer(folder, spec, algo)
     if trust_pickle:
         return _algo(algo).load(p if p.suffix == ".zip" else folder / "model.zip", device="cpu")
     weights = folder / spec.get("weights", WEIGHTS)
@@ -187,3 +176,18 @@ def load_policy(path: str | Path, trust_pickle: bool = False):
         raise PolicyLoadError(f"{weights} is not a policy this spec describes: {type(e).__name__}: {e}") from None
     policy.set_training_mode(False)
     return SafePolicy(policy, algo)
+
+
+def _load_scorer(folder: Path, spec: dict, algo: str):
+    from recworld.simulator.gym.slate_net import ScorerPolicy, build_from_spec
+
+    weights = folder / spec.get("weights", WEIGHTS)
+    if not weights.exists() or "observation_space" not in spec or "action_nvec" not in spec:
+        raise PolicyLoadError(f"{folder}: {SPEC} names an RLlib-trained policy but {weights.name} or the spaces are "
+                              "missing; retrain with `recworld train --engine rllib`")
+    try:
+        net = build_from_spec(spec)
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    except Exception as e:  # noqa: BLE001 - any unreadable or mismatched file
+        raise PolicyLoadError(f"{weights} is not a policy this spec describes: {type(e).__name__}: {e}") from None
+    return ScorerPolicy(net, algo)

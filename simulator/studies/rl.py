@@ -266,13 +266,29 @@ def _curve_callback(total: int, progress: bool):
 DEFAULT_BASELINES = ("random", "popularity", "slate_ts")
 
 
+ENGINES = ("sb3", "rllib")
+
+
 def train_and_evaluate(scenario, out: str | Path, algo: str = "ppo", steps: int = 30_000, seed: int = 0,
                        overrides=None, eval_seeds: int = 5, eval_episodes: int = 100,
-                       baselines=DEFAULT_BASELINES, progress: bool = True, overwrite: bool = False) -> dict:
+                       baselines=DEFAULT_BASELINES, progress: bool = True, overwrite: bool = False,
+                       engine: str = "sb3", address: str | None = None, env_runners: int = 1,
+                       envs_per_runner: int = 4, num_cpus: int | None = None) -> dict:
     """Train, save ``model.zip`` + ``policy.json``, write the learning curve and an evaluation of
     the policy against baselines on the same seeds and episode resets (``results.json``: each
     mean with its 95% interval over seeds and episodes, each baseline with the policy's paired
-    advantage over it; ``report.md``, ``plots/``)."""
+    advantage over it; ``report.md``, ``plots/``).
+
+    ``engine``: ``"sb3"`` (stable-baselines3 in this process) or ``"rllib"`` (PPO on RLlib,
+    ``env_runners`` Ray actors of ``envs_per_runner`` envs each, on a local Ray or the cluster
+    at ``address``; writes ``policy.pt`` + ``policy.json`` and ``rllib_checkpoint/``, no
+    ``model.zip``).  Both are evaluated the same way."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown training engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine == "rllib" and algo != "ppo":
+        raise ValueError(f"--engine rllib trains PPO only, got --algo {algo}")
+    if engine == "sb3" and address:
+        raise ValueError("--address is a Ray cluster's address: it goes with --engine rllib")
     import logging
 
     import pandas as pd
@@ -287,16 +303,23 @@ def train_and_evaluate(scenario, out: str | Path, algo: str = "ppo", steps: int 
     out = prepare_out(out, overwrite, "train")
     (out / "plots").mkdir(exist_ok=True)
     (out / "scenario.yaml").write_text(scn.to_yaml())
-    curve = _curve_callback(steps, progress)
-    model = train(scn, algo=algo, steps=steps, seed=seed, callback=curve)
-    model.save(out / "model.zip")             # SB3's format (pickled parts: load only your own)
     meta = {"algo": algo, "steps": steps, "seed": seed, "scenario": scn.name, "env": scn.env.model_dump()}
-    save_policy(model, out, meta)             # policy.pt + policy.json: what `policy` loads, no unpickling
-    curve_df = pd.DataFrame(curve.rows, columns=["timestep", "episode_return"])
+    if engine == "rllib":
+        rows, model_file = _train_rllib(scn, out, steps, seed, meta, progress, address, env_runners,
+                                        envs_per_runner, num_cpus)
+        model = load_policy(out)              # the saved policy.pt, as the `policy` recommender loads it
+        name = "ppo-rllib"
+    else:
+        curve = _curve_callback(steps, progress)
+        model = train(scn, algo=algo, steps=steps, seed=seed, callback=curve)
+        model.save(out / "model.zip")         # SB3's format (pickled parts: load only your own)
+        save_policy(model, out, meta)         # policy.pt + policy.json: what `policy` loads, no unpickling
+        rows, model_file, name = curve.rows, out / "model.zip", algo
+    curve_df = pd.DataFrame(rows, columns=["timestep", "episode_return"])
     curve_df.to_csv(out / "learning_curve.csv", index=False)
 
     seeds = list(range(1, eval_seeds + 1))
-    results = [evaluate(lambda env, s: ModelPolicy(model), scn, seeds, eval_episodes, name=algo)]
+    results = [evaluate(lambda env, s: ModelPolicy(model), scn, seeds, eval_episodes, name=name)]
     known = registry.available("recommenders")
     for name in baselines:
         if name != "random" and name not in known:
@@ -306,8 +329,31 @@ def train_and_evaluate(scenario, out: str | Path, algo: str = "ppo", steps: int 
         results.append(compare_to(res, results[0]))
     save_results(results, out / "results.json")
     _plots(out, curve_df, results, scn.env.reward)
-    _report(out, scn, algo, steps, results)
-    return {"model": out / "model.zip", "results": results}
+    _report(out, scn, name, steps, results, model_file.name)
+    return {"model": model_file, "results": results}
+
+
+def _train_rllib(scn, out: Path, steps: int, seed: int, meta: dict, progress: bool, address, env_runners: int,
+                 envs_per_runner: int, num_cpus) -> tuple[list, Path]:
+    import json
+
+    from recworld.simulator.output.progress import progress_bar
+    from recworld.simulator.studies.rllib import save_rllib_policy, train_rllib
+
+    bar = progress_bar(total=steps, unit="step", desc="training (RLlib)", enabled=progress, dynamic_ncols=True)
+
+    def tick(res):
+        bar.update(max(0, min(steps, int(res.get("num_env_steps_sampled_lifetime", 0))) - bar.n))
+
+    try:
+        res = train_rllib(scn, steps=steps, seed=seed, address=address, env_runners=env_runners,
+                          envs_per_runner=envs_per_runner, num_cpus=num_cpus, on_iteration=tick,
+                          checkpoint=out / "rllib_checkpoint")
+    finally:
+        bar.close()
+    save_rllib_policy(res["net"], res["observation_space"], out, dict(meta, steps_sampled=res["info"]["steps"]))
+    (out / "training.json").write_text(json.dumps(res["info"], indent=2, default=str))
+    return res["curve"], out / "policy.pt"
 
 
 def evaluation_lines(results: list[EvalResult], reward: str) -> list[str]:
@@ -331,8 +377,9 @@ def evaluation_lines(results: list[EvalResult], reward: str) -> list[str]:
     return lines
 
 
-def _report(out: Path, scn, algo: str, steps: int, results: list[EvalResult]) -> None:
-    text = [f"# Training: {algo} on {scn.name}", "", f"{steps} training steps; policy in `model.zip` / `policy.pt`.",
+def _report(out: Path, scn, algo: str, steps: int, results: list[EvalResult], model_file: str = "model.zip") -> None:
+    saved = "`policy.pt`" if model_file == "policy.pt" else f"`{model_file}` / `policy.pt`"
+    text = [f"# Training: {algo} on {scn.name}", "", f"{steps} training steps; policy in {saved}.",
             "", "## Evaluation", "", "Every policy meets the same users and candidates (same seeds, same episode "
             "resets). The interval is a 95% two-level bootstrap (seeds, then episodes within them); the advantage "
             "is the trained policy's return minus the baseline's, paired by episode.", "", "```",
