@@ -190,6 +190,16 @@ def _add_train(t: argparse.ArgumentParser) -> None:
     t.add_argument("--eval-seeds", type=int, default=5)
     t.add_argument("--eval-episodes", type=int, default=100)
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--engine", choices=["sb3", "rllib"], default="sb3",
+                   help="'sb3' (default): stable-baselines3 in this process (recworld[rl]); 'rllib': PPO on RLlib with "
+                        "env runners on a local Ray or the cluster at --address (recworld[rllib])")
+    t.add_argument("--address", help="with --engine rllib: a Ray cluster's address (default: $RAY_ADDRESS, else a "
+                                      "local Ray)")
+    t.add_argument("--env-runners", type=int, default=1, help="with --engine rllib: env runner actors (default 1; "
+                                                             "0 samples in this process)")
+    t.add_argument("--envs-per-runner", type=int, default=4, help="with --engine rllib: envs each runner steps "
+                                                                  "(default 4)")
+    t.add_argument("--num-cpus", type=int, help="with --engine rllib: CPUs of the local Ray (default: all)")
     _add_set(t)
 
 
@@ -201,7 +211,8 @@ def _cmd_train(args) -> int:
     validate_plugins(scn, args.scenario)
     if args.steps < 1 or args.eval_seeds < 1 or args.eval_episodes < 1:
         raise ValueError("--steps, --eval-seeds and --eval-episodes must be positive")
-    out = Path(args.out) if args.out else default_out("train", f"{scn.name}-{args.algo}")
+    tag = args.algo if args.engine == "sb3" else f"{args.algo}-{args.engine}"
+    out = Path(args.out) if args.out else default_out("train", f"{scn.name}-{tag}")
     check_out(out, args.overwrite)
     try:
         from recworld.simulator.studies.rl import train_and_evaluate
@@ -210,7 +221,9 @@ def _cmd_train(args) -> int:
         return EXIT_FAILED
     with _output_folder(out, args.overwrite, "train"):
         res = train_and_evaluate(scn, out, args.algo, args.steps, args.seed, eval_seeds=args.eval_seeds,
-                                 eval_episodes=args.eval_episodes, progress=not args.no_progress)
+                                 eval_episodes=args.eval_episodes, progress=not args.no_progress,
+                                 engine=args.engine, address=args.address, env_runners=args.env_runners,
+                                 envs_per_runner=args.envs_per_runner, num_cpus=args.num_cpus)
     from recworld.simulator.studies.rl import evaluation_lines
 
     print(f"policy: {res['model']}")
