@@ -230,7 +230,8 @@ def write_report(folder: Path, scenario, metrics: dict, ts: pd.DataFrame, shown_
     for title, rel in images.items():
         lines += ["", f"## {title}", "", f"![{title}]({rel})"]
     lines += ["", "Files: `scenario.yaml` (resolved), `events.parquet`, `users.parquet`, `items.parquet`, "
-              "`metrics.json`, `timeseries.csv`. Load them with `recworld.load_run(folder)`. "
+              "`metrics.json`, `timeseries.csv`, `memories.parquet` (what users remembered at the end). Load them "
+              "with `recworld.load_run(folder)`. "
               "`report.html` is the interactive explorer (open it in a browser; `recworld view FOLDER` serves "
               "every user on demand).", ""]
     path = folder / "report.md"

@@ -166,10 +166,24 @@ class RunView:
             self.calls_by_user = {}
         self.calls = calls
         self._personas: dict[int, str | None] = {}
+        self._load_memories()
         users = run.users
         self.profiles = ({int(r["user_id"]): r for r in users.to_dict("records")}
                          if users is not None and len(users) else {})
         self._index_chat_calls()
+
+    def _load_memories(self) -> None:
+        """``memories.parquet`` (``output.memories``) by user; ``memory_users``: the users it
+        covers (None: all), an empty set when the run has no such file."""
+        from recworld.simulator.output.memories import read_memories
+
+        try:
+            mem, self.memory_users = read_memories(self.run.path)
+        except Exception:  # noqa: BLE001 - an unreadable file only hides the memories
+            mem, self.memory_users = pd.DataFrame(), set()
+        self.has_memories = (Path(self.run.path) / "memories.parquet").exists()
+        self.memories = ({int(u): _records(g, ["time", "kind", "text", "importance", "store"])
+                          for u, g in mem.groupby("user_id", sort=False)} if len(mem) else {})
 
     # ------------------------------------------------------------------ items
 
@@ -498,6 +512,7 @@ class RunView:
                                 "text": _cut(r["text"], 20000)}, None)
         order["now"] = None
         persona = self._attach_calls(uid, spans, slates, entries, add)
+        memory = self._attach_memories(uid, spans, entries, add)
         # blocks: sessions in order of their start, loose entries between them
         entries.sort(key=lambda x: (x[0], x[1]))
         blocks, loose = [], []
@@ -515,8 +530,45 @@ class RunView:
         counts: dict[str, int] = {}
         for r in rows:
             counts[r["kind"]] = counts.get(r["kind"], 0) + 1
-        return clean({"id": uid, "profile": prof, "persona": persona, "counts": counts,
+        return clean({"id": uid, "profile": prof, "persona": persona, "counts": counts, "memory": memory,
                       "blocks": [b[2] for b in blocks], "items": self.items_table(used)})
+
+    def _attach_memories(self, uid: int, spans: dict, entries: list, add) -> dict:
+        """The user's memories (``memories.parquet``) as timeline entries: an observation is a
+        ``memory`` entry at the time it was remembered; a reflection joins the ``reflect``
+        entry of the LLM call that made it (same time), or is one of its own (runs without
+        the audit trail).  Returns what the header says about them."""
+        covered = self.has_memories and (self.memory_users is None or uid in self.memory_users)
+        if not covered:
+            return {"kept": False, "file": self.has_memories, "n": 0}
+        rows = self.memories.get(uid, [])
+        reflects = {e["t"]: e for _, _, e, _ in entries if e["k"] == "reflect"}
+
+        def session_at(t):
+            for sp in spans.values():
+                end = sp["t1"] if sp["t1"] is not None else math.inf
+                if sp["t0"] - 1e-9 <= t <= end + 1e-9:
+                    return sp["s"]
+            return None
+
+        by_store: dict[str, int] = {}
+        for m in rows:
+            t = float(m["time"])
+            by_store[m["store"]] = by_store.get(m["store"], 0) + 1
+            if m["kind"] == "reflection":
+                text = str(m["text"])
+                insight = text[len("insight: "):] if text.startswith("insight: ") else text
+                e = reflects.get(_r(t, 3))
+                if e is not None and "imp" not in e:
+                    e.update(imp=_r(m["importance"], 2), st=m["store"], insight=e.get("insight") or insight)
+                    continue
+                add(t, {"k": "reflect", "t": _r(t, 3), "insight": insight, "imp": _r(m["importance"], 2),
+                        "st": m["store"]}, session_at(t))
+            else:
+                add(t, {"k": "memory", "t": _r(t, 3), "text": _cut(m["text"], 2000), "imp": _r(m["importance"], 2),
+                        "st": m["store"]}, session_at(t))
+        return {"kept": True, "file": True, "n": len(rows), "by_store": by_store,
+                "reflections": sum(1 for m in rows if m["kind"] == "reflection")}
 
     def _attach_calls(self, uid: int, spans: dict, slates: dict, entries: list, add) -> str | None:
         """Hang each of the user's LLM calls on what it decided: a page answer on its slate, an

@@ -168,9 +168,7 @@
   }
 
   // ------------------------------------------------------------------ page frame
-  var VIEWS = DATA.kind === "arms"
-    ? [["overview", "Overview"], ["curves", "Curves"], ["runs", "Runs"]]
-    : [["overview", "Overview"], ["series", "Time series"], ["users", "Users"], ["social", "Social"], ["scenario", "Scenario"]];
+  var VIEWS = [], RENDER = {};       // set by boot() from PAGES[DATA.kind]
   function frame() {
     document.title = DATA.title || "RecWorld";
     var head = el("header");
@@ -371,6 +369,13 @@
       return "<details class='llm' data-purpose='" + esc(c.p) + "'><summary>" + head + " — prompt and answer" + fb + " <span class='muted small'>" + meta + "</span></summary>" + msgs + ans + "</details>";
     }).join("");
   }
+  var STORES = { long_term: "long-term memory", short_term: "short-term memory", not_perceived: "not yet perceived by the brain",
+    forgotten: "forgotten by the brain", recent: "the world's recent memory" };
+  function memMeta(e) {
+    if (e.st === undefined || e.st === null) return "";
+    return " <span class='muted small mem-meta' data-store='" + esc(e.st) + "'>(" + (e.imp !== null && e.imp !== undefined ? "importance " + num(e.imp, 2) + " · " : "") +
+      esc(STORES[e.st] || e.st) + ")</span>";
+  }
   function entryHtml(e) {
     var t = "<span class='et'>" + clock(e.t) + "</span>";
     var h = "";
@@ -417,7 +422,11 @@
         h = t + "<span class='kind read'>read post</span>" + ulink(e.by) + "'s post about " + item(e.i) + " <span class='muted small'>(post " + esc(e.pid) + ", cascade " + esc(e.root) + ")</span>" + llmBlock(e.llm, "LLM reaction");
         break;
       case "reflect":
-        h = t + "<span class='kind reflect'>reflection</span>" + (e.insight ? "<q>" + esc(e.insight) + "</q>" : "<span class='muted'>(no insight: the answer fell back)</span>") + llmBlock(e.llm, "LLM reflection");
+        h = t + "<span class='kind reflect'>reflection</span>" + (e.insight ? "<q class='insight'>" + esc(e.insight) + "</q>" : "<span class='muted'>(no insight: the answer fell back)</span>") +
+          memMeta(e) + llmBlock(e.llm, "LLM reflection");
+        break;
+      case "memory":
+        h = t + "<span class='kind memory'>memory</span><span class='mem-text" + (e.st === "forgotten" ? " forgotten" : "") + "'>" + esc(e.text) + "</span>" + memMeta(e);
         break;
       default:
         h = t + "<span class='kind'>" + esc(e.p || e.k) + "</span>" + llmBlock(e.llm, "LLM " + esc(e.p || "call"));
@@ -430,10 +439,19 @@
     var html = ["<div class='panel' id='user-head' data-user='" + esc(d.id) + "'><h2 style='margin-top:0'>User " + esc(d.id) + "</h2>"];
     var facts = [["sessions", c.session_start], ["slates", c.slate], ["watches", c.watch], ["ratings", c.rate], ["searches", c.search], ["chats started", c.chat], ["posts", c.post], ["posts read", c.read_post], ["heard of", c.heard]];
     html.push("<div class='small' id='user-counts'>" + facts.map(function (f) { return "<span data-count='" + esc(f[0]) + "'>" + esc(f[0]) + ": <b>" + num(f[1] || 0) + "</b></span>"; }).join(" · ") + "</div>");
+    var mem = d.memory || {};
+    if (mem.kept) {
+      var bs = mem.by_store || {};
+      html.push("<div class='small' id='user-memory' data-memories='" + esc(mem.n) + "'>memories at the end of the run: <b>" + num(mem.n) + "</b>" +
+        (mem.reflections ? " (" + num(mem.reflections) + " reflection" + (mem.reflections > 1 ? "s" : "") + ")" : "") +
+        (mem.n ? " — " + Object.keys(bs).map(function (k) { return esc(STORES[k] || k) + ": " + num(bs[k]); }).join(", ") : "") + "</div>");
+    } else if (mem.file) {
+      html.push("<div class='small muted' id='user-memory'>memories.parquet keeps a sample of users' memories; not this user's</div>");
+    }
     var prof = d.profile || {};
     if (Object.keys(prof).length) html.push("<details><summary class='small'>profile</summary>" + kvTable(prof) + "</details>");
     if (d.persona) html.push("<details class='llm'><summary>persona (system prompt of every LLM call)</summary><div class='msg system'>" + esc(d.persona) + "</div></details>");
-    html.push("<div class='toolbar small' style='margin-top:6px'>show: " + ["slate", "search", "chat", "post", "read", "heard", "reflect", "llm", "leave"].map(function (k) {
+    html.push("<div class='toolbar small' style='margin-top:6px'>show: " + ["slate", "search", "chat", "post", "read", "heard", "reflect", "memory", "llm", "leave"].map(function (k) {
       return "<label><input type='checkbox' class='kindf' value='" + k + "' checked> " + k + "</label>";
     }).join(" ") + " · <a href='#' id='expand-llm'>open every prompt</a></div></div>");
     (d.blocks || []).forEach(function (b) {
@@ -615,11 +633,25 @@
     }).join("") + "</table>" : "<div class='empty'>no runs listed</div>";
   }
 
-  var RENDER = DATA.kind === "arms"
-    ? { overview: renderArmsOverview, curves: renderArmsCurves, runs: renderArmsRuns }
-    : { overview: renderOverview, series: renderSeries, users: renderUsers, social: renderSocial, scenario: renderScenario };
-  frame();
-  window.addEventListener("hashchange", route);
-  route();
-  document.body.setAttribute("data-ready", "1");
+  // ------------------------------------------------------------------ pages
+  /* A page kind is its tabs ([id, label]) and a renderer per tab.  Other scripts inlined
+     after this one (studies.js: STS and fidelity pages) add kinds to RecWorldExplorer.pages
+     with the helpers exported below; the page is drawn once every script has run. */
+  var PAGES = {
+    run: { views: [["overview", "Overview"], ["series", "Time series"], ["users", "Users"], ["social", "Social"], ["scenario", "Scenario"]],
+      render: { overview: renderOverview, series: renderSeries, users: renderUsers, social: renderSocial, scenario: renderScenario } },
+    arms: { views: [["overview", "Overview"], ["curves", "Curves"], ["runs", "Runs"]],
+      render: { overview: renderArmsOverview, curves: renderArmsCurves, runs: renderArmsRuns } }
+  };
+  window.RecWorldExplorer = { DATA: DATA, COLORS: COLORS, esc: esc, num: num, el: el, $: $, $all: $all, clock: clock, ci: ci,
+    niceTicks: niceTicks, fmtTick: fmtTick, lineChart: lineChart, kvTable: kvTable, pages: PAGES };
+  function boot() {
+    var page = PAGES[DATA.kind] || PAGES.run;
+    VIEWS = page.views; RENDER = page.render;
+    frame();
+    window.addEventListener("hashchange", route);
+    route();
+    document.body.setAttribute("data-ready", "1");
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot); else boot();
 })();
