@@ -469,7 +469,11 @@ def _cmd_sts(args) -> int:
     out = Path(args.out) if args.out else default_out("sts", name)
     check_out(out, args.overwrite)
     with _output_folder(out, args.overwrite, "sts"):
-        res = run_sts(args.scenario, out, overrides, progress=not args.no_progress)
+        try:
+            res = run_sts(args.scenario, out, overrides, progress=not args.no_progress)
+        finally:                                       # also the page of a study stopped part way
+            if (out / "results.json").exists():
+                _study_page(out, "sts")
     for s in res["studies"].values():
         print(f"{s['catalog']}: target {s['target']!r}, STS {s['sts']!r}")
         for rec, p in s["protocol"].items():
@@ -481,8 +485,19 @@ def _cmd_sts(args) -> int:
         print(f"  world (with - without): impressions {d['target_impressions']:+d}, watches "
               f"{d['target_watches']:+d}, chat mentions {d['target_chat_mentions']:+d}, post mentions "
               f"{d['target_post_mentions']:+d}")
-    print(f"report: {out}/report.md")
+    print(f"report: {out}/report.md" + (f", {out}/report.html" if (out / "report.html").exists() else ""))
     return EXIT_OK
+
+
+def _study_page(out: Path, kind: str) -> Path | None:
+    """``report.html`` of a study's folder; a failure costs the page, not the study."""
+    from recworld.simulator.output.studies import write_study_html
+
+    try:
+        return write_study_html(out, kind)
+    except Exception:  # noqa: BLE001 - logged with its traceback
+        logging.getLogger("recworld").exception("could not write report.html in %s", out)
+        return None
 
 
 # ----------------------------------------------------------------------------- the table
@@ -497,13 +512,23 @@ def _add_fidelity(f: argparse.ArgumentParser) -> None:
 
 
 def _cmd_fidelity(args) -> int:
-    from recworld.simulator.studies.fidelity import cmd_fidelity
+    from recworld.simulator.studies.fidelity import cmd_fidelity, fidelity_scenario
 
-    return cmd_fidelity(args)
+    if not args.out:                                   # the folder the study writes to, named as it would
+        from recworld.simulator.output.folders import default_out
+
+        scn = fidelity_scenario(args.scenario, args.data, None, args.overrides)
+        args.out = str(default_out("fidelity", f"{scn.name}-{args.brain or scn.population.brain.name}"))
+    code = cmd_fidelity(args)
+    if code == EXIT_OK and _study_page(Path(args.out), "fidelity") is not None:
+        print(f"page: {Path(args.out) / 'report.html'}")
+    return code
 
 
 from recworld.simulator.output.explorer import HELP as _VIEW_HELP  # noqa: E402  (light: nothing heavy at import)
 from recworld.simulator.output.explorer import add_view_arguments, cmd_view  # noqa: E402
+from recworld.simulator.output.pages import HELP as _REPORT_HELP  # noqa: E402  (light as well)
+from recworld.simulator.output.pages import add_report_arguments, cmd_report  # noqa: E402
 
 #: name -> (help, add_arguments, handler), in the order ``recworld --help`` lists them
 COMMANDS = {
@@ -522,6 +547,7 @@ COMMANDS = {
     "fidelity": (("how much simulated users resemble real ones: the Agent4Rec protocol on held-out MovieLens "
                   "ratings, rating error and histogram, next to baselines"), _add_fidelity, _cmd_fidelity),
     "view": (_VIEW_HELP, add_view_arguments, cmd_view),
+    "report": (_REPORT_HELP, add_report_arguments, cmd_report),
     "list": ("list the registered recommenders and brains", _add_list, _cmd_list),
 }
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from recworld.simulator.output.view import DEFAULT_MAX_BYTES, DEFAULT_USERS, RunView, dumps
 
 _ASSETS = ("explorer.css", "explorer.js")
+#: page kinds drawn by ``assets/studies.js`` (``output.studies``)
+_STUDY_KINDS = ("sts", "fidelity")
 
 
 def _asset(name: str) -> str:
@@ -37,8 +39,11 @@ def _script_json(data: dict) -> str:
 
 
 def render_page(data: dict) -> str:
-    """The HTML page for ``data`` (a run's ``RunView.bundle`` or ``arms_data``)."""
+    """The HTML page for ``data`` (a run's ``RunView.bundle``, ``arms_data``, or a study's
+    ``studies.sts_data`` / ``studies.fidelity_data``)."""
     css, js = (_asset(n) for n in _ASSETS)
+    if data.get("kind") in _STUDY_KINDS:                # their pages draw with the explorer's helpers
+        js += "\n</script><script>" + _asset("studies.js")
     title = _html.escape(str(data.get("title") or "RecWorld"))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
