@@ -263,3 +263,105 @@ def test_a_run_with_no_events_renders_every_view(browser, tmp_path):
     assert "did nothing" in wait(browser, "#user-idle").text
     assert browser.console_errors() == []
 
+
+
+def test_a_users_memories_and_reflections_are_in_the_timeline(browser, runs):
+    from recworld.simulator.output.memories import read_memories
+
+    run = runs["llm"]
+    mem, covered = read_memories(run.path)
+    assert covered is None and len(mem)
+    calls = run.llm_calls
+    insights = calls[(calls["purpose"] == "reflect") & ~calls["fallback"].fillna(False).astype(bool)]
+    assert (mem["kind"] == "reflection").sum() == len(insights)      # every insight the LLM gave is remembered
+    counts = mem.groupby("user_id").size()
+    uid = int(mem.loc[mem["kind"] == "reflection", "user_id"].iloc[0]) if len(insights) else int(counts.idxmax())
+    mine = mem[mem["user_id"] == uid]
+    open_report(browser, run)
+    pick_user(browser, uid)
+    detail = find(browser, "#user-detail")[0]
+    assert int(find(browser, "#user-memory", detail)[0].get_attribute("data-memories")) == len(mine)
+    shown = find(browser, ".entry-memory", detail)
+    obs = mine[mine["kind"] == "observation"]
+    assert len(shown) == len(obs) > 0
+    assert sorted(find(browser, ".mem-text", s)[0].text for s in shown) == sorted(obs["text"])
+    stores = [find(browser, ".mem-meta", s)[0].get_attribute("data-store") for s in shown]
+    assert sorted(stores) == sorted(obs["store"])
+    refl = mine[mine["kind"] == "reflection"]
+    texts = [q.text for q in find(browser, ".entry-reflect q.insight", detail)]
+    assert sorted(texts) == sorted(t.removeprefix("insight: ") for t in refl["text"])
+    box = [cb for cb in find(browser, "input.kindf", detail) if cb.get_attribute("value") == "memory"][0]
+    box.click()                                                        # the filter hides them
+    assert not any(s.is_displayed() for s in find(browser, ".entry-memory", detail))
+    assert browser.console_errors() == []
+
+
+def test_the_sts_and_fidelity_pages(browser, runs, tmp_path):
+    """An STS folder (results from the study's own functions, the two world arms being runs of
+    this module) and a fidelity folder on the tiny data: what the pages show is the files."""
+    import shutil
+
+    import numpy as np
+
+    from recworld.simulator.output.studies import write_study_html
+    from recworld.simulator.studies import fidelity, sts
+
+    out = tmp_path / "sts"
+    out.mkdir()
+    run = runs["parametric"]
+    for arm in ("with", "without"):
+        shutil.copytree(run.path, out / f"world_{arm}")
+    target = str(run.items["title"].iloc[0])
+    w, o = np.array([1, 2, 1, 11]), np.array([4, 2, 7, 11])
+    proto = dict(sts.protocol_stats(w, o, 10, seed=1), ranks_with=w.tolist(), ranks_without=o.tolist(), llm_calls=8)
+    results = {"scenario": "sts_page", "target": target, "position": "after_description", "model": "openai/fake",
+               "status": "completed", "studies": {"main": {
+                   "catalog": "tiny", "target": target, "items": 10, "domain": "movie", "query": "q", "sts": "best top",
+                   "search": {"sts": "best top", "best_mean_rank": 1.5, "no_sts_mean_rank": 6.0, "calls": 6, "orders": 2,
+                              "scored_with": "llm_ranker",
+                              "curve": [{"calls": 2, "best_mean_rank": 6.0, "candidate_mean_rank": 6.0},
+                                        {"calls": 4, "best_mean_rank": 3.0, "candidate_mean_rank": 3.0},
+                                        {"calls": 6, "best_mean_rank": 1.5, "candidate_mean_rank": 1.5}]},
+                   "protocol": {"llm_ranker": proto}}},
+               "world": dict(sts.world_effect(out / "world_with", out / "world_without", target),
+                             recommender="popularity", brains=["parametric"])}
+    (out / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    browser.driver.get(write_study_html(out, "sts").as_uri())
+    row = wait(browser, ".sts-table tr[data-rec='llm_ranker']")
+    assert f"{proto['mean_rank_without']:g} → {proto['mean_rank_with']:g}" in row.text
+    assert f"{proto['mean_rank_gain']:g} [{proto['mean_rank_gain_ci'][0]:g}, {proto['mean_rank_gain_ci'][1]:g}]" in row.text
+    find(browser, "#tab-ranks")[0].click()
+    lines = find(browser, ".ranks[data-rec='llm_ranker'] line.trial")
+    assert [(int(x.get_attribute("data-without")), int(x.get_attribute("data-with"))) for x in lines] == list(zip(o, w))
+    bars = {(b.get_attribute("data-series"), b.get_attribute("data-cat")): float(b.get_attribute("data-value"))
+            for b in find(browser, ".ranks rect.bar")}
+    assert bars[("with STS", "1")] == 2 and bars[("without STS", "absent")] == 1 and bars[("with STS", "2")] == 1
+    find(browser, "#tab-search")[0].click()
+    assert find(browser, "#search-main svg path.line")
+    find(browser, "#tab-world")[0].click()
+    for key in results["world"]["difference"]:
+        cells = find(browser, f"#world-table tr[data-key='{key}'] td")
+        for cell, arm in zip(cells[1:3], ("without", "with")):
+            v = results["world"][arm][key]
+            assert cell.text == "–" if v is None else float(cell.text.replace(",", "")) == pytest.approx(v, abs=1e-3)
+    assert browser.console_errors() == []
+    find(browser, "#world-with")[0].click()                           # each arm's own explorer
+    wait(browser, "#status-badge")
+    # fidelity
+    fid = tmp_path / "fid"
+    fid.mkdir()
+    scn = fidelity.fidelity_scenario(None, str(DATA / "movielens_tiny"), None, [])
+    fidelity.write_fidelity(fidelity.run_fidelity(scn, fidelity.FidelitySettings(ratios=(1, 2), bootstrap=20)), fid, scn)
+    body = json.loads((fid / "fidelity.json").read_text())
+    browser.driver.get(write_study_html(fid, "fidelity").as_uri())
+    wait(browser, "#fid-table")
+    for ratio, res in body["ratios"].items():
+        cell = find(browser, f"#fid-table tr[data-ratio='{ratio}'][data-chooser='brain'] td.f1u")[0]
+        assert cell.text.startswith(f"{round(res['brain']['per_user']['f1'], 3):g}")
+    for tab in ("choices", "ratings", "users"):
+        find(browser, f"#tab-{tab}")[0].click()
+    bars = find(browser, "#rating-histogram rect.bar[data-series='real (held out)']")
+    assert [round(float(b.get_attribute("data-value")), 6) for b in bars] == \
+        [round(v, 6) for v in body["ratings"]["histogram"]["real"]]
+    assert len(find(browser, "#f1-users tr[data-ratio]")) == len(body["ratios"])
+    assert browser.console_errors() == []
