@@ -7,6 +7,16 @@ leaves, searches or goes to the next page.  Ratings are 1-5 around the user's me
 by item quality and the user's genre affinity.  On MovieLens the weights on taste,
 popularity and quality come from the population's calibration (see
 ``recworld.simulator.data.sources.population_from_ratings``) times the multipliers below.
+
+**The fitted user.**  When the population carries the user model fitted to its rating history
+(``recworld.simulator.data.calibration``: ``Population.calibration`` has the ``slate_*`` and
+``rating_*`` numbers, ``Population.fitted`` the arrays; worlds on MovieLens fit it by
+default), the brain chooses and rates with it: the slate-likelihood weights (times the
+multipliers below) plus a collaborative score (user x item factors), the fitted no-click
+utility, after-pick step, fatigue, stay chance and picks per page, and ratings drawn on each
+user's own star grid (half stars for users who give them) by the fitted rating model.  A
+parameter set explicitly (a key in the scenario) wins over its fitted number; ``fitted:
+false`` keeps the hand-set model.  Synthetic populations carry no fit: nothing changes there.
 """
 
 from __future__ import annotations
@@ -57,6 +67,9 @@ class ParametricBrain(Brain, BatchSessionBrain):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         calibrate: bool = Field(True, description="use weights fitted on the data when it has them")
+        fitted: bool = Field(True, description=(
+            "choose and rate with the user model fitted to the rating history when the population carries "
+            "one (MovieLens worlds fit it unless a brain says fitted: false); false: the hand-set model"))
         taste_weight: float = Field(1.0, ge=0, le=50)
         popularity_weight: float = Field(1.0, ge=-50, le=50)
         quality_weight: float = Field(1.0, ge=-50, le=50)
@@ -64,7 +77,8 @@ class ParametricBrain(Brain, BatchSessionBrain):
         no_click_utility: float = Field(1.0, ge=-50, le=50, description=(
             "utility of watching nothing, relative to the user's top-1% item (its 99th-percentile utility)"))
         fatigue: float = Field(0.5, ge=0, le=20, description="no-click utility added per page seen")
-        max_watch_per_page: int = Field(2, ge=1, le=200)
+        max_watch_per_page: int = Field(2, ge=1, le=200, description=(
+            "most items watched from one page (fitted users: the page size unless set)"))
         heard_of_bonus: float = Field(1.5, ge=0, le=50)
         diversity_weight: float = Field(0.5, ge=0, le=20)
         continue_bias: float = Field(1.5, ge=-20, le=20, description="logit of staying after a page")
@@ -105,8 +119,64 @@ class ParametricBrain(Brain, BatchSessionBrain):
         self._pop = catalog.popularity
         self._user_pop = self.b_pop * (0.5 + self.conformity)
         self._taste_b = self.b_taste * self.taste
-        self._position = -p.position_decay * np.log1p(np.arange(512))
+        # the choice and rating model's constants: hand-set, or fitted (``_use_fit``)
+        self._decay = p.position_decay
+        self._fatigue = p.fatigue
+        self._after_pick = math.exp(p.fatigue + 1.0)     # a second film on one page is much less likely
+        self._max_watch = p.max_watch_per_page
+        self._continue = p.continue_bias
+        self._pick_stay = 0.8                            # staying logit lost per item watched on the page
+        self._uf = self._vf = None                       # collaborative factors (fitted users)
+        self._ratings = None                             # the fitted rating model (RatingEmitter)
+        self.fitted = self._use_fit(p, cal, population.fitted)
+        self._position = -self._decay * np.log1p(np.arange(512))
         self.reference = self._reference_utility(rng if rng is not None else np.random.default_rng(0))
+        if self.fitted and "no_click_utility" not in p.model_fields_set:
+            self._u0 = np.full(len(population), float(cal["slate_no_click"]))
+        else:
+            self._u0 = self.reference + p.no_click_utility
+
+    @classmethod
+    def uses_fitted_users(cls, params: ParametricBrain.Params) -> bool:
+        """Whether a brain with these parameters chooses and rates with the fitted user model
+        (so a world on rating data fits it for them)."""
+        return bool(params.calibrate and params.fitted)
+
+    def _use_fit(self, p: ParametricBrain.Params, cal: dict, fitted: dict) -> bool:
+        """Take the fitted model's numbers where the population has them; True if it does.
+        A parameter set explicitly keeps its value."""
+        if not (p.fitted and "slate_no_click" in cal and fitted):
+            return False
+        from recworld.simulator.data.calibration import RatingEmitter
+
+        given = p.model_fields_set
+        self.b_taste = p.taste_weight * cal["slate_taste"]
+        self.b_pop = p.popularity_weight * cal["slate_popularity"]
+        self.b_quality = p.quality_weight * cal["slate_quality"]
+        self._uf = cal["slate_cf"] * fitted["user_factors"].astype(np.float64)
+        self._vf = fitted["item_factors"].astype(np.float64)
+        self._item_base = self.b_quality * self.catalog.quality
+        self._user_pop = self.b_pop * (0.5 + self.conformity)
+        self._taste_b = self.b_taste * self.taste
+        if "position_decay" not in given:
+            self._decay = cal["slate_position_decay"]
+        if "fatigue" not in given:
+            self._fatigue = cal["slate_fatigue"]
+        self._after_pick = math.exp(cal["slate_after_pick"])
+        if "max_watch_per_page" not in given:
+            self._max_watch = int(cal["slate_max_picks"])
+        if "continue_bias" not in given:
+            # the fitted chance of staying is per page, whatever was watched on it; an explicit
+            # continue_bias brings back the hand-set exit (each item watched lowers the stay logit)
+            self._continue = cal["slate_continue"]
+            self._pick_stay = 0.0
+        if "rating_noise" not in given:
+            self._ratings = RatingEmitter(fitted["rating_levels"], fitted["rating_allowed"], fitted["rating_prices"],
+                                          cal["rating_temperature"])
+            self._item_dev = cal["rating_tilt_item_bias"] * fitted["item_rating_bias"]
+            self._raff_dev = cal["rating_tilt_affinity"]
+            self._cf_dev = cal["rating_tilt_cf"] / cal["slate_cf"] if cal["slate_cf"] else 0.0
+        return True
 
     def _reference_utility(self, rng: np.random.Generator, n_sample: int = 1000) -> np.ndarray:
         """Per user, the 99th percentile of item utility over a sample of the catalog: the scale
@@ -121,6 +191,8 @@ class ParametricBrain(Brain, BatchSessionBrain):
             hi = min(len(out), lo + 2048)
             u = (self.b_taste * (self.taste[lo:hi] @ g.T) + base
                  + self.b_pop * (0.5 + self.conformity[lo:hi, None]) * pop)
+            if self._uf is not None:
+                u += self._uf[lo:hi] @ self._vf[items].T
             out[lo:hi] = np.quantile(u, 0.99, axis=1)
         return out
 
@@ -133,6 +205,8 @@ class ParametricBrain(Brain, BatchSessionBrain):
         n = len(items)
         g = self.gdist[items]
         util = g @ self._taste_b[u] + self._user_pop[u] * self._pop[items] + self._item_base[items]
+        if self._uf is not None:
+            util += self._vf[items] @ self._uf[u]
         util += self._position_for(n)
         heard, seen = state.heard_of, state.seen
         listed = items.tolist() if heard or seen else ()
@@ -148,8 +222,7 @@ class ParametricBrain(Brain, BatchSessionBrain):
         return util
 
     def no_click_utility(self, state: UserState) -> float:
-        return (self.reference[state.index] + self.params.no_click_utility
-                + self.params.fatigue * max(0, state.pages_seen - 1))
+        return self._u0[state.index] + self._fatigue * max(0, state.pages_seen - 1)
 
     def click_probabilities(self, state: UserState, items: np.ndarray) -> np.ndarray:
         """The true probability that the user's first pick on this page is each item
@@ -177,7 +250,7 @@ class ParametricBrain(Brain, BatchSessionBrain):
         return float(z[1:].sum() / z.sum())
 
     def _position_for(self, n: int) -> np.ndarray:
-        return self._position[:n] if n <= len(self._position) else -self.params.position_decay * np.log1p(np.arange(n))
+        return self._position[:n] if n <= len(self._position) else -self._decay * np.log1p(np.arange(n))
 
     # ------------------------------------------------------------------ decisions
 
@@ -207,9 +280,9 @@ class ParametricBrain(Brain, BatchSessionBrain):
         top = max(u0, float(util.max())) if len(util) else u0
         w = np.exp(util - top).tolist()             # choice weights; picked items drop to 0
         w0 = math.exp(u0 - top)
-        after_pick = math.exp(p.fatigue + 1.0)      # a second film on one page is much less likely
+        after_pick = self._after_pick               # each pick makes watching nothing more attractive
         picks: list[int] = []
-        while len(picks) < min(p.max_watch_per_page, len(w)):
+        while len(picks) < min(self._max_watch, len(w)):
             cdf = list(accumulate(w))               # np.cumsum's running sum, in plain floats
             r = rng.random() * (w0 + cdf[-1])
             if r < w0:
@@ -218,25 +291,36 @@ class ParametricBrain(Brain, BatchSessionBrain):
             picks.append(j)
             w[j] = 0.0
             w0 *= after_pick
-        stay = p.continue_bias - p.fatigue * state.pages_seen - 0.8 * len(picks)
+        stay = self._continue - self._fatigue * state.pages_seen - self._pick_stay * len(picks)
         if rng.random() >= 1.0 / (1.0 + math.exp(-stay)):
             return PageChoice(picks, "leave")
         if rng.random() < p.search_rate:
             return PageChoice(picks, "search", self.search_query(state, now))
         return PageChoice(picks, "next")
 
+    def rating_deviation(self, u: int, item: int) -> float:
+        """The fitted rating model's predicted deviation of user row ``u`` on ``item`` (item
+        bias, genre affinity, collaborative score), which tilts the user's star distribution."""
+        return (float(self._item_dev[item]) + self._raff_dev * float(self.gdist[item] @ self.raff[u])
+                + self._cf_dev * float(self._vf[item] @ self._uf[u]))
+
     def expected_rating(self, state: UserState, item: int) -> float:
         u = state.index
+        if self._ratings is not None:
+            return self._ratings.expected(u, self.rating_deviation(u, item))
         return float(self.r_mean[u] + self.r_quality * self.catalog.quality[item]
                      + self.r_affinity * self.gdist[item] @ self.raff[u])
 
     def consume(self, state: UserState, item: int, now: float) -> Consumption:
         rng = state.rng
-        noisy = self.expected_rating(state, item) + rng.normal(0, self.params.rating_noise * self.r_std[state.index])
-        rating = float(min(max(round(float(noisy)), 1), 5))     # np.clip(np.rint(noisy), 1, 5): halves to even
+        if self._ratings is not None:
+            rating = self._ratings.emit(state.index, self.rating_deviation(state.index, item), rng.random())
+        else:
+            noisy = self.expected_rating(state, item) + rng.normal(0, self.params.rating_noise * self.r_std[state.index])
+            rating = float(min(max(round(float(noisy)), 1), 5))     # np.clip(np.rint(noisy), 1, 5): halves to even
         share = 1.0 if rating >= 3 else float(rng.uniform(0.15, 0.7))     # disliked items are abandoned
         return Consumption(minutes=float(self.catalog.duration[item]) * share, rating=rating,
-                           feeling=FEELINGS[int(rating)])
+                           feeling=FEELINGS[max(1, int(rating))])
 
     # ------------------------------------------------------------------ many users at once
 
@@ -244,7 +328,7 @@ class ParametricBrain(Brain, BatchSessionBrain):
     # (the same numpy operations, element by element), the same draws in the same order per user.
 
     def max_picks(self, slate_size: int) -> int:
-        return min(self.params.max_watch_per_page, slate_size)
+        return min(self._max_watch, slate_size)
 
     def choose_batch(self, users: np.ndarray, items: np.ndarray, pages_seen: np.ndarray,
                      session_genres: np.ndarray, watched_any: np.ndarray, draws: LaneDraws):
@@ -253,16 +337,18 @@ class ParametricBrain(Brain, BatchSessionBrain):
         g = self.gdist[items]
         util = (np.matmul(g, self._taste_b[users][:, :, None])[:, :, 0]
                 + self._user_pop[users][:, None] * self._pop[items] + self._item_base[items])
+        if self._uf is not None:
+            util += np.matmul(self._vf[items], self._uf[users][:, :, None])[:, :, 0]
         util += self._position_for(S)
         if p.diversity_weight and watched_any.any():
             rows = np.flatnonzero(watched_any)
             novelty = np.matmul(g[rows], ~session_genres[rows][:, :, None])[:, :, 0]
             util[rows] += (p.diversity_weight * self.diversity[users[rows]])[:, None] * novelty
-        u0 = self.reference[users] + p.no_click_utility + p.fatigue * np.maximum(0, pages_seen - 1)
+        u0 = self._u0[users] + self._fatigue * np.maximum(0, pages_seen - 1)
         top = np.maximum(u0, util.max(axis=1))
         w = np.exp(util - top[:, None])
         w0 = np.array(list(map(math.exp, (u0 - top).tolist())))
-        after_pick = math.exp(p.fatigue + 1.0)
+        after_pick = self._after_pick
         W = self.max_picks(S)
         picks = np.full((n, W), -1, dtype=np.int64)
         active = np.arange(n)
@@ -278,7 +364,7 @@ class ParametricBrain(Brain, BatchSessionBrain):
             w[active, j] = 0.0
             w0[active] *= after_pick
         n_picks = (picks >= 0).sum(axis=1)
-        stay = p.continue_bias - p.fatigue * pages_seen - 0.8 * n_picks
+        stay = self._continue - self._fatigue * pages_seen - self._pick_stay * n_picks
         p_stay = np.array([1.0 / (1.0 + math.exp(-x)) for x in stay.tolist()])
         nxt = np.full(n, LEAVE, dtype=np.int64)
         staying = np.flatnonzero(draws.random(np.arange(n)) < p_stay)
@@ -291,15 +377,25 @@ class ParametricBrain(Brain, BatchSessionBrain):
 
     def consume_batch(self, users: np.ndarray, items: np.ndarray, draws: LaneDraws):
         n = len(users)
-        expected = (self.r_mean[users] + self.r_quality * self.catalog.quality[items]
-                    + np.matmul((self.r_affinity * self.gdist[items])[:, None, :], self.raff[users][:, :, None])[:, 0, 0])
-        noisy = expected + draws.normal(np.arange(n), self.params.rating_noise * self.r_std[users])
-        rating = np.clip(np.rint(noisy), 1, 5)
+        if self._ratings is not None:
+            # the fitted rating model, one rating at a time (consume's numbers exactly; few items a step)
+            u01 = draws.random(np.arange(n)).tolist()
+            rating = np.array([self._ratings.emit(u, self.rating_deviation(u, i), d)
+                               for u, i, d in zip(users.tolist(), items.tolist(), u01)])
+        else:
+            rating = self._hand_set_ratings(users, items, draws)
         share = np.ones(n)
         low = np.flatnonzero(rating < 3)
         if len(low):
             share[low] = draws.uniform(low, 0.15, 0.7)
         return rating, self.catalog.duration[items].astype(np.float64) * share
+
+    def _hand_set_ratings(self, users: np.ndarray, items: np.ndarray, draws: LaneDraws) -> np.ndarray:
+        n = len(users)
+        expected = (self.r_mean[users] + self.r_quality * self.catalog.quality[items]
+                    + np.matmul((self.r_affinity * self.gdist[items])[:, None, :], self.raff[users][:, :, None])[:, 0, 0])
+        noisy = expected + draws.normal(np.arange(n), self.params.rating_noise * self.r_std[users])
+        return np.clip(np.rint(noisy), 1, 5)
 
     def liked(self, state: UserState) -> list[tuple[int, float]]:
         """Items the user liked in this run, most recent first."""

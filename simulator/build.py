@@ -40,14 +40,28 @@ class Parts:
     graph: SocialGraph
 
 
-def build_parts(scenario: Scenario, progress: bool | None = None, fit_users: bool = False) -> Parts:
+def fits_users(scenario: Scenario) -> bool:
+    """Whether a brain of the scenario chooses and rates with the user model fitted to the
+    rating history (the parametric brain unless its ``fitted`` or ``calibrate`` is false)."""
+    pop = scenario.population
+    for cfg in [pop.brain] + [g.brain for g in pop.groups]:
+        cls = registry.load("brains", cfg.name)
+        uses = getattr(cls, "uses_fitted_users", None)
+        if uses is not None and uses(plugin_params(cls, cfg)):
+            return True
+    return False
+
+
+def build_parts(scenario: Scenario, progress: bool | None = None, fit_users: bool | None = None) -> Parts:
     """Catalog, population, warm-start interactions and social graph of a scenario.
 
     Before the users are built, their memory is estimated
     (``data.population.estimate_world_bytes``); a world that will not fit in the memory
     available is a ``ScenarioError`` on ``population.size`` that gives the estimate and the
     limit. ``progress``: a bar over the build's steps (None: only for a large world, over
-    100,000 users or a synthetic catalog over 500,000 items).
+    100,000 users or a synthetic catalog over 500,000 items). ``fit_users``: fit the user
+    model to the rating history (MovieLens; ``data.calibration``, 2-3 CPU seconds a history,
+    cached); None: when a brain of the scenario uses it (``fits_users``).
     """
     import logging
 
@@ -85,10 +99,10 @@ def build_parts(scenario: Scenario, progress: bool | None = None, fit_users: boo
             check_memory(len(catalog), len(catalog.genre_names))
             bar.update()
             bar.set_postfix_str("population", refresh=True)
-            # the fitted user model (data.calibration) is not used by the world's brains yet, so it is fitted
-            # only on request (``fit_users``; 2-3 CPU seconds a build); `recworld fidelity` measures it
+            # the user model fitted to the history (data.calibration), for the brains that use it
+            fit = fits_users(scenario) if fit_users is None else fit_users
             population = population_from_ratings(catalog, interactions, pop_cfg.size, np.random.default_rng(s_pop),
-                                                 sample=pop_cfg.sample, min_ratings=d.min_ratings, fit=fit_users,
+                                                 sample=pop_cfg.sample, min_ratings=d.min_ratings, fit=fit,
                                                  **act_kw)
         else:
             if d.source == "synthetic":

@@ -263,14 +263,12 @@ def test_the_fit_uses_the_history_it_is_given_and_only_that(tiny_ml):
 
 
 def test_fitted_users_rate_on_their_own_star_grid():
-    from recworld.simulator.studies.fidelity import FittedParametricBrain
-
     ml = load_movielens(_tiny(), holdout={"fraction": 0.25})
     hist = ml.ratings.copy()
     whole = hist.user_id.isin([1, 2, 3])
     hist.loc[whole, "rating"] = np.ceil(hist.loc[whole, "rating"])         # three users give whole stars only
-    u = SimulatedUsers.from_histories(ml.catalog, hist, brain=FittedParametricBrain, seed=2)
-    assert u.brains[0].fitted
+    u = SimulatedUsers.from_histories(ml.catalog, hist, brain="parametric", seed=2)
+    assert u.brains[0].fitted                                               # the parametric brain is the fitted user
     halves = [bool(((h * 2) % 2 == 1).any()) for h in u.population.history_ratings]
     assert any(halves) and not all(halves)
     for k, uid in enumerate(u.population.ids.tolist()):
@@ -278,28 +276,31 @@ def test_fitted_users_rate_on_their_own_star_grid():
         assert all(0.5 <= r <= 5 for r in got)
         if not halves[k]:
             assert all(r == int(r) for r in got), uid
-    # without fitted numbers it is the parametric brain
-    plain = SimulatedUsers.from_movielens(_tiny(), holdout={"fraction": 0.25}, brain=FittedParametricBrain,
-                                          params={"calibrate": False}, seed=2)
-    assert not plain.brains[0].fitted
+    # without fitted numbers, or told not to use them, it is the hand-set model (whole stars)
+    for params in ({"calibrate": False}, {"fitted": False}):
+        plain = SimulatedUsers.from_movielens(_tiny(), holdout={"fraction": 0.25}, params=params, seed=2)
+        assert not plain.brains[0].fitted
+        assert {plain.rate(3, i) for i in plain.catalog.ids[:25].tolist()} <= {1.0, 2.0, 3.0, 4.0, 5.0}
 
 
 def test_the_command_measures_the_fitted_brain(tmp_path):
-    out = tmp_path / "fitted"
+    out = tmp_path / "fitted"          # parametric_fitted: the earlier name of the (now default) fitted brain
     assert cli("--data", _tiny(), "--brain", "parametric_fitted", "--out", out, "--ratios", "1", "--bootstrap", "0",
                "--no-progress", "--session") == 0
     body = json.loads((out / "fidelity.json").read_text())
-    assert body["brain"]["class"] == "FittedParametricBrain" and body["settings"]["session"] is True
-    assert "slate_sharpness" in body["brain"]["calibration"]
+    assert body["brain"]["names"] == ["parametric"] and body["brain"]["fitted"] is True
+    assert body["settings"]["session"] is True and "slate_sharpness" in body["brain"]["calibration"]
+    assert "fitted user model" in (out / "fidelity.md").read_text()
 
 
 @pytest.mark.slow
 def test_fidelity_of_the_fitted_user_on_the_full_movielens(ml_full):
-    """The targets of the fitted parametric user on ml-latest-small (a few minutes at most)."""
-    from recworld.simulator.studies.fidelity import AGENT4REC_F1, FittedParametricBrain
+    """The targets of the (fitted) parametric brain on ml-latest-small (a few minutes at most)."""
+    from recworld.simulator.studies.fidelity import AGENT4REC_F1
 
     scn = fidelity_scenario(None, str(ml_full), None, [])
-    res = run_fidelity(scn, FidelitySettings(bootstrap=0), brain_class=FittedParametricBrain)
+    res = run_fidelity(scn, FidelitySettings(bootstrap=0))
+    assert res["brain"]["names"] == ["parametric"] and res["brain"]["fitted"]
     for ratio, r in res["ratios"].items():
         for kind in ("per_user", "micro"):
             assert r["brain"][kind]["f1"] > r["popularity"][kind]["f1"], (ratio, kind)

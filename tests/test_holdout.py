@@ -154,7 +154,7 @@ def test_no_held_out_rating_reaches_a_built_world(tiny_ml, tmp_path, holdout):
     variants = {"stars": other_stars, "movies": other_movies}
     if holdout.get("by") == "time":
         variants["deleted"] = lambda r: r[~is_held(r)]
-    base = build_parts(scn, fit_users=True)
+    base = build_parts(scn)            # the parametric brain on MovieLens: the user model is fitted by default
     assert base.population.fitted and "slate_no_click" in base.population.calibration    # the fitted model too
     h_items = set(zip(ml.heldout.user_id, ml.heldout.item))
     for uid, hist in zip(base.population.ids, base.population.history):
@@ -166,7 +166,7 @@ def test_no_held_out_rating_reaches_a_built_world(tiny_ml, tmp_path, holdout):
         scn_b = scenario(folder, holdout)
         other = load_movielens(folder, holdout=holdout)
         assert not other.heldout.equals(ml.heldout) or name == "deleted"
-        assert_same_parts(base, build_parts(scn_b, fit_users=True))
+        assert_same_parts(base, build_parts(scn_b))
         run_b = read_events(run_scenario(scn_b, tmp_path / f"run_{name}", progress=False))
         assert run_a.equals(run_b), name
 
@@ -198,3 +198,20 @@ def test_scenario_holdout_section_is_validated(tiny_ml):
                        ({"by": "later"}, "data.holdout.by"), ({"fractoin": 0.2}, "fractoin")):
         with pytest.raises(ScenarioError, match=words):
             scenario(tiny_ml, bad)
+
+
+def test_worlds_fit_the_user_model_for_the_brains_that_use_it(tiny_ml):
+    from recworld.simulator.build import fits_users
+    from recworld.simulator.scenario import validate_plugins
+
+    scn = scenario(tiny_ml, {"fraction": 0.25})
+    assert fits_users(scn)
+    off = load_scenario(scn, ["population.brain.fitted=false"])
+    llm = load_scenario(scn, ["population.brain.name=llm"])
+    assert not fits_users(off) and not fits_users(llm)
+    mixed = load_scenario(scn, ["population.brain.name=llm", "population.groups=[{share: 0.5, brain: {name: parametric}}]"])
+    assert fits_users(mixed)
+    parts = build_parts(off)
+    assert parts.population.fitted == {} and "slate_no_click" not in parts.population.calibration
+    with pytest.raises(ScenarioError, match="population.brain.*fitted"):
+        validate_plugins(load_scenario(scn, ["population.brain.fitted=maybe"]), data=False)

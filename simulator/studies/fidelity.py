@@ -443,7 +443,10 @@ def run_fidelity(scenario, settings: FidelitySettings | None = None, llm=None, o
         chosen = np.sort(np.random.default_rng(seeds["sample"]).choice(eligible, size=s.users, replace=False))
     else:
         chosen = eligible
-    pop = population_from_ratings(catalog, history, rng=np.random.default_rng(seeds["population"]), users=chosen)
+    from recworld.simulator.build import fits_users
+
+    pop = population_from_ratings(catalog, history, rng=np.random.default_rng(seeds["population"]), users=chosen,
+                                  fit=brain_class is not None or fits_users(scenario))
     if brain_class is not None:
         cfg = scenario.population.brain
         brains = brain_class(brain_class.Params.model_validate(cfg.params), catalog=catalog, population=pop,
@@ -585,6 +588,7 @@ def run_fidelity(scenario, settings: FidelitySettings | None = None, llm=None, o
                  "history_ratings": int(len(history)), "heldout_ratings": int(len(heldout)),
                  "eligible_users": int(len(eligible)), "users": int(len(users))},
         "brain": {"names": brain_names, "class": brain_class.__name__ if brain_class is not None else None,
+                  "fitted": any(getattr(b, "fitted", False) for b in brains),
                   "params": scenario.population.brain.params,
                   "calibration": {k: v for k, v in pop.calibration.items() if isinstance(v, (int, float, str))}},
         "settings": {"ratios": [int(x) for x in s.ratios], "like": s.like, "page_size": s.page_size,
@@ -629,7 +633,8 @@ def markdown(result: dict) -> str:
     """``fidelity.md``: the tables of a result."""
     d, st = result["data"], result["settings"]
     lines = [f"# Fidelity: {', '.join(result['brain']['names'])}"
-             + (f" ({result['brain']['class']})" if result["brain"].get("class") else ""), "",
+             + (f" ({result['brain']['class']})" if result["brain"].get("class") else "")
+             + (" (fitted user model)" if result["brain"].get("fitted") else ""), "",
              f"Data: {d['path']} — {d['holdout']}; {d['users']} users "
              f"(of {d['eligible_users']} with {st['min_history']}+ history ratings and a held-out "
              f"{st['like']:g}+ rating), {d['items']} items. Pages of {st['page_size']}"
@@ -799,8 +804,8 @@ def fidelity_scenario(scenario: str | None, data: str | None, brain: str | None,
     return scn
 
 
-#: brains only this module knows (measurements of a proposed model), by ``--brain`` name
-EXTRA_BRAINS: dict[str, str] = {"parametric_fitted": "FittedParametricBrain"}
+#: ``--brain`` names kept for earlier commands: ``parametric_fitted`` is the parametric brain (fitted by default)
+BRAIN_ALIASES: dict[str, str] = {"parametric_fitted": "parametric"}
 
 
 def cmd_fidelity(args) -> int:
@@ -808,13 +813,7 @@ def cmd_fidelity(args) -> int:
     from recworld.simulator.output.folders import check_out, default_out, discard_if_unused, prepare_out
     from recworld.simulator.scenario import validate_plugins
 
-    brain_class = None
-    brain = args.brain
-    if brain in EXTRA_BRAINS:
-        import sys
-
-        brain_class = getattr(sys.modules[__name__], EXTRA_BRAINS[brain])
-        brain = "parametric"
+    brain = BRAIN_ALIASES.get(args.brain, args.brain)
     scn = fidelity_scenario(args.scenario, args.data, brain, args.overrides)
     validate_plugins(scn, args.scenario, data=False)
     try:
@@ -829,7 +828,7 @@ def cmd_fidelity(args) -> int:
                                 min_history=args.min_history, rate_max=args.rate_max, bootstrap=args.bootstrap,
                                 seed=scn.seed if args.seed is None else args.seed, progress=not args.no_progress,
                                 session=args.session)
-    label = args.brain or scn.population.brain.name
+    label = brain or scn.population.brain.name
     out = Path(args.out) if args.out else default_out("fidelity", f"{scn.name}-{label}")
     check_out(out, args.overwrite)
     existed = out.exists()
@@ -843,7 +842,7 @@ def cmd_fidelity(args) -> int:
 
             llm = service_from_scenario(scn.llm, log_path=out / "llm_calls.jsonl")
             llm.preflight()
-        result = run_fidelity(scn, settings, llm=llm, brain_class=brain_class)
+        result = run_fidelity(scn, settings, llm=llm)
     except BaseException:
         if llm is not None:
             llm.close()
@@ -857,164 +856,7 @@ def cmd_fidelity(args) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- the fitted parametric user
-
-
-def _fitted_brain_class():
-    from bisect import bisect_right
-    from itertools import accumulate
-
-    from recworld.agents.parametric import FEELINGS, ParametricBrain
-    from recworld.simulator.data.calibration import RatingEmitter
-    from recworld.simulator.protocols import Consumption, PageChoice
-
-    class FittedParametricBrain(ParametricBrain):
-        """The parametric brain with the fitted model of ``recworld.simulator.data.calibration``
-        (slate-likelihood weights and no-click option, after-pick step, fatigue and exit, the
-        collaborative signal, the tilted rating model with priced emission on each user's star
-        grid), for measuring it with ``recworld fidelity --brain parametric_fitted``: the same
-        numbers as the change proposed for ``agents/parametric.py``.  A parameter set explicitly
-        wins over its fitted number; without the fitted numbers (``calibrate: false``, or a
-        population without them) it is the parametric brain."""
-
-        def __init__(self, params=None, *, catalog, population, rng=None, llm=None):
-            super().__init__(params, catalog=catalog, population=population, rng=rng, llm=llm)
-            p = self.params
-            cal = population.calibration if p.calibrate else {}
-            f = population.fitted if "slate_no_click" in cal else {}
-            self.fitted = bool(f)
-            if not self.fitted:
-                return
-            given = p.model_fields_set
-
-            def fitted_or(name: str, key: str):
-                return cal[key] if name not in given else getattr(p, name)
-            self.b_taste = p.taste_weight * cal["slate_taste"]
-            self.b_pop = p.popularity_weight * cal["slate_popularity"]
-            self.b_quality = p.quality_weight * cal["slate_quality"]
-            self._uf = cal["slate_cf"] * f["user_factors"].astype(np.float64)
-            self._vf = f["item_factors"].astype(np.float64)
-            self._item_base = self.b_quality * catalog.quality
-            self._user_pop = self.b_pop * (0.5 + self.conformity)
-            self._taste_b = self.b_taste * self.taste
-            self._decay = fitted_or("position_decay", "slate_position_decay")
-            self._position = -self._decay * np.log1p(np.arange(512))
-            self._fatigue = fitted_or("fatigue", "slate_fatigue")
-            self._after_pick = math.exp(cal["slate_after_pick"])
-            self._max_watch = int(fitted_or("max_watch_per_page", "slate_max_picks"))
-            self._continue = fitted_or("continue_bias", "slate_continue")
-            self.reference = self._reference_utility(rng if rng is not None else np.random.default_rng(0))
-            if "no_click_utility" in given:
-                self._u0 = self.reference + p.no_click_utility
-            else:
-                self._u0 = np.full(len(population), float(cal["slate_no_click"]))
-            self.fitted_ratings = "rating_noise" not in given
-            if self.fitted_ratings:
-                self._ratings = RatingEmitter(f["rating_levels"], f["rating_allowed"], f["rating_prices"],
-                                              cal["rating_temperature"])
-                self._item_dev = cal["rating_tilt_item_bias"] * f["item_rating_bias"]
-                self._raff_dev = cal["rating_tilt_affinity"]
-                self._cf_dev = cal["rating_tilt_cf"] / cal["slate_cf"] if cal["slate_cf"] else 0.0
-
-        def _reference_utility(self, rng, n_sample: int = 1000):
-            if not getattr(self, "fitted", False):
-                return super()._reference_utility(rng, n_sample)
-            n = len(self.catalog)
-            items = rng.choice(n, size=min(n, n_sample), replace=False)
-            g = self.gdist[items]
-            base = self.b_quality * self.catalog.quality[items]
-            pop = self.catalog.popularity[items]
-            out = np.empty(len(self.population))
-            for lo in range(0, len(out), 2048):
-                hi = min(len(out), lo + 2048)
-                u = (self.b_taste * (self.taste[lo:hi] @ g.T) + base
-                     + self.b_pop * (0.5 + self.conformity[lo:hi, None]) * pop)
-                u += self._uf[lo:hi] @ self._vf[items].T
-                out[lo:hi] = np.quantile(u, 0.99, axis=1)
-            return out
-
-        def _position_for(self, n):
-            if not self.fitted:
-                return super()._position_for(n)
-            return self._position[:n] if n <= len(self._position) else -self._decay * np.log1p(np.arange(n))
-
-        def utilities(self, state, items):
-            if not self.fitted:
-                return super().utilities(state, items)
-            items = np.asarray(items, dtype=np.int64)
-            u = state.index
-            util = self.gdist[items] @ self._taste_b[u] + self._user_pop[u] * self._pop[items] + self._item_base[items]
-            util += self._vf[items] @ self._uf[u]
-            util += self._position_for(len(items))
-            n = len(items)
-            heard, seen = state.heard_of, state.seen
-            listed = items.tolist() if heard or seen else ()
-            if heard and any(i in heard for i in listed):
-                util += self.params.heard_of_bonus * np.fromiter((i in heard for i in listed), bool, n)
-            if state.session_watched and self.params.diversity_weight:
-                seen_g = self.gdist[state.session_watched].sum(axis=0) > 0
-                util += self.params.diversity_weight * self.diversity[u] * (self.gdist[items] @ ~seen_g)
-            if seen and any(i in seen for i in listed):
-                util -= 4.0 * np.fromiter((i in seen for i in listed), bool, n)
-            return util
-
-        def no_click_utility(self, state):
-            if not self.fitted:
-                return super().no_click_utility(state)
-            return self._u0[state.index] + self._fatigue * max(0, state.pages_seen - 1)
-
-        def choose_from_slate(self, state, items, page, now):
-            if not self.fitted:
-                return super().choose_from_slate(state, items, page, now)
-            rng = state.rng
-            util = self.utilities(state, items)
-            u0 = self.no_click_utility(state)
-            top = max(u0, float(util.max())) if len(util) else u0
-            w = np.exp(util - top).tolist()
-            w0 = math.exp(u0 - top)
-            picks: list[int] = []
-            while len(picks) < min(self._max_watch, len(w)):
-                cdf = list(accumulate(w))
-                r = rng.random() * (w0 + cdf[-1])
-                if r < w0:
-                    break
-                j = min(bisect_right(cdf, r - w0), len(w) - 1)
-                picks.append(j)
-                w[j] = 0.0
-                w0 *= self._after_pick
-            stay = self._continue - self._fatigue * state.pages_seen
-            if rng.random() >= 1.0 / (1.0 + math.exp(-stay)):
-                return PageChoice(picks, "leave")
-            if rng.random() < self.params.search_rate:
-                return PageChoice(picks, "search", self.search_query(state, now))
-            return PageChoice(picks, "next")
-
-        def rating_deviation(self, u: int, item: int) -> float:
-            return (float(self._item_dev[item]) + self._raff_dev * float(self.gdist[item] @ self.raff[u])
-                    + self._cf_dev * float(self._vf[item] @ self._uf[u]))
-
-        def expected_rating(self, state, item):
-            if not (self.fitted and self.fitted_ratings):
-                return super().expected_rating(state, item)
-            return self._ratings.expected(state.index, self.rating_deviation(state.index, item))
-
-        def consume(self, state, item, now):
-            if not (self.fitted and self.fitted_ratings):
-                return super().consume(state, item, now)
-            rng = state.rng
-            rating = self._ratings.emit(state.index, self.rating_deviation(state.index, item), rng.random())
-            share = 1.0 if rating >= 3 else float(rng.uniform(0.15, 0.7))
-            return Consumption(minutes=float(self.catalog.duration[item]) * share, rating=rating,
-                               feeling=FEELINGS[max(1, int(rating))])
-
-    return FittedParametricBrain
-
-
 def __getattr__(name: str):
-    if name == "FittedParametricBrain":
-        cls = _fitted_brain_class()
-        globals()[name] = cls
-        return cls
     if name == "RatingAnswer":
         return _rating_answer()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
