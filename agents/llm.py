@@ -11,6 +11,17 @@ service's repair try falls back to the parametric brain for that one decision (c
 LLM decisions: the activity of a session (and a search query), every page (which items to
 watch, with a rating and a feeling for each, then next page / search / leave), each turn
 of a chat, the text of a post, and (optionally) the reaction to a post in the inbox.
+
+A page decision has two modes (``decision``):
+- ``json``: one request; the answer is a JSON object with the picks, their ratings and
+  feelings, and what the user does next.
+- ``logprobs``: one short request scores the items by the log-probabilities of their labels
+  (one token, ``top_logprobs`` candidates); the picks are drawn from those scores with the
+  user's own random stream (one after another, "none" among the options, as in the
+  parametric brain's slate choice).  Only when something is picked, a second short JSON
+  request gives the picks' ratings and feelings and what the user does next; a page with no
+  pick continues as the parametric brain would.  A server that returns no log-probabilities
+  makes the brain log a warning and use ``json`` from then on.
 Reflection: once enough important memories accumulate, one extra call turns them into an
 insight.  Prompt templates are the ``*.txt`` files in ``agents/prompts``; a scenario can
 point ``prompts`` at a folder whose files replace them (``string.Template`` syntax).
@@ -37,7 +48,11 @@ from recworld.simulator.protocols import (ActivityChoice, Brain, Consumption, Di
 
 log = logging.getLogger("recworld.agents")
 
-TEMPLATES = ("persona", "activity", "page", "chat", "post", "reflect")
+TEMPLATES = ("persona", "activity", "page", "page_pick", "page_rate", "chat", "post", "reflect")
+
+#: the persona's answer-format line (``$answer_format`` in persona.txt) per kind of request
+JSON_FORMAT = "Answer with one JSON object only."
+PICK_FORMAT = "Answer with the label of your choice only."
 
 
 #: built-in prompt sets besides the default (movies): ``prompts: shopping`` for product catalogs
@@ -87,6 +102,84 @@ def page_schema(n: int, max_watch: int) -> type[BaseModel]:
                         next=(Literal["next", "search", "leave"], ...), query=(str, Field("", max_length=60)))
 
 
+class Rated(BaseModel):
+    rating: int = Field(ge=1, le=5)
+    feeling: str = Field("", max_length=60)
+
+
+@lru_cache(maxsize=64)
+def rate_schema(k: int) -> type[BaseModel]:
+    """The second pass of a ``logprobs`` page decision: a rating and a feeling for each of the
+    ``k`` picks, in order, then what the user does next."""
+    return create_model(f"RatePage{k}", watched=(list[Rated], Field(min_length=k, max_length=k)),
+                        next=(Literal["next", "search", "leave"], ...), query=(str, Field("", max_length=60)))
+
+
+# ----------------------------------------------------------------------------- scoring by log-probabilities
+
+#: the "watch none of them" option of a pick request
+NONE_LABEL = "0"
+
+
+def pick_labels(n: int) -> list[str]:
+    """The labels of ``n`` options: digits 1-9 (one token in every common tokenizer), letters
+    A-Z for slates of 10 to 26."""
+    if n <= 9:
+        return [str(j) for j in range(1, n + 1)]
+    if n <= 26:
+        return [chr(ord("A") + j) for j in range(n)]
+    raise ValueError(f"decision: logprobs labels at most 26 items per page, the slate has {n}: lower "
+                     "session.page_size or use the brain's decision: json")
+
+
+def label_logprobs(top: list[dict[str, float]] | None, labels: list[str]) -> np.ndarray:
+    """The log-probability of each label as the first answer token (candidates that differ only
+    in surrounding spaces or case count together); -inf for a label not among the candidates."""
+    out = np.full(len(labels), -np.inf)
+    if not top:
+        return out
+    index = {lab.lower(): j for j, lab in enumerate(labels)}
+    for tok, lp in top[0].items():
+        j = index.get(tok.strip().lower())
+        if j is not None:
+            out[j] = np.logaddexp(out[j], lp)
+    return out
+
+
+def draw_picks(scores: np.ndarray, none_score: float, rng: np.random.Generator, max_picks: int,
+               temperature: float = 1.0, after_pick: float = 1.0) -> list[int]:
+    """Positions drawn one after another from ``scores`` (log-probabilities) with "none" as one
+    more option: the probabilities are raised to ``1/temperature`` and renormalised over the
+    options left (``temperature`` 0: the most likely option left each time, the first on ties,
+    no random draw); each pick multiplies the weight of "none" by ``after_pick``; "none" ends
+    the page."""
+    options = [float(x) for x in scores] + [float(none_score)]
+    finite = [x for x in options if np.isfinite(x)]
+    if not finite:
+        return []
+    top, t = max(finite), temperature if temperature > 0 else 1.0
+    w = [float(np.exp((x - top) / t)) if np.isfinite(x) else 0.0 for x in options]
+    picks: list[int] = []
+    while len(picks) < min(max_picks, len(scores)):
+        total = sum(w)
+        if total <= 0:
+            break
+        if temperature <= 0:
+            j = int(np.argmax(w))
+        else:
+            r, j, acc = rng.random() * total, 0, 0.0
+            for j, x in enumerate(w):
+                acc += x
+                if r < acc:
+                    break
+        if j == len(scores) or w[j] == 0.0:
+            break
+        picks.append(j)
+        w[j] = 0.0
+        w[-1] *= after_pick
+    return picks
+
+
 class ChatTurn(BaseModel):
     message: str = Field(max_length=240)
     mention: str = Field("", max_length=80)
@@ -129,6 +222,15 @@ class LLMBrain(Brain):
         item_chars: int = Field(140, ge=0, le=2000, description="characters of item text shown per item")
         favourites: int = Field(5, ge=0, le=50, description="favourite titles in the persona")
         chat_turns: int = Field(4, ge=2, le=20)
+        decision: Literal["json", "logprobs"] = Field("json", description=(
+            "page decisions: json = one JSON answer with picks, ratings and next step; logprobs = the items "
+            "scored by the log-probabilities of their labels in one short request, picks drawn from the "
+            "scores, ratings and feelings from a second short request only when something is picked"))
+        top_logprobs: int = Field(20, ge=2, le=20, description=(
+            "decision: logprobs: candidate first tokens asked for (OpenAI allows at most 20)"))
+        pick_temperature: float = Field(1.0, ge=0, le=10, description=(
+            "decision: logprobs: picks are drawn from the label probabilities raised to 1/pick_temperature "
+            "(1 = as the model scores them, 0 = always the most likely)"))
         fallback: dict = Field(default_factory=dict, description="parameters of the parametric brain used on fallback")
 
     def __init__(self, params: "LLMBrain.Params | dict | None" = None, *, catalog: Catalog,
@@ -139,7 +241,8 @@ class LLMBrain(Brain):
         self.templates = load_templates(p.prompts)
         # self.decisions: LLM answers received (requests still open when the run ends are not counted);
         # self.fallbacks: of which fell back to the parametric brain
-        self._personas: dict[int, str] = {}
+        self._personas: dict[tuple[int, str], str] = {}
+        self.decision = p.decision          # becomes "json" if the server returns no log-probabilities
 
     # ------------------------------------------------------------------ building prompts
 
@@ -169,11 +272,12 @@ class LLMBrain(Brain):
         top = np.argsort(-ratings, kind="stable")[:self.params.favourites]
         return [(self.catalog.titles[int(items[j])], float(ratings[j])) for j in top if ratings[j] >= 4]
 
-    def persona(self, state: UserState) -> str:
-        if state.index not in self._personas:
-            self._personas[state.index] = self.templates["persona"].safe_substitute(
-                user_id=state.user_id, profile=self.profile_text(state.index))
-        return self._personas[state.index]
+    def persona(self, state: UserState, answer_format: str = JSON_FORMAT) -> str:
+        key = (state.index, answer_format)
+        if key not in self._personas:
+            self._personas[key] = self.templates["persona"].safe_substitute(
+                user_id=state.user_id, profile=self.profile_text(state.index), answer_format=answer_format)
+        return self._personas[key]
 
     def memory(self, state: UserState) -> Memory:
         """The user's memory, with what the world made it perceive since the last decision."""
@@ -193,22 +297,24 @@ class LLMBrain(Brain):
             return "(nothing yet)"
         return "\n".join(f"- day {_clock(m.time)[0]} {_clock(m.time)[1]}: {m.text}" for m in recs)
 
-    def _item_line(self, n: int, item: int) -> str:
+    def _item_line(self, n: int | str, item: int) -> str:
         c = self.catalog
         text = str(c.items["text"].iat[item])[:self.params.item_chars] if self.params.item_chars else ""
         genres = ", ".join(c.genre_lists[item])
         line = f"{n}. {c.titles[item]} [{genres}]"
         return line + (f" - {text}" if text and text != c.titles[item] else "")
 
-    def _request(self, state: UserState, prompt: str, schema, purpose: str, now: float):
+    def _request(self, state: UserState, prompt: str, schema, purpose: str, now: float, logprobs: int | None = None):
         """One LLM request; its log record names the user, the session and the simulated time
-        of the decision, so ``Run.decisions()`` can join it to the events it produced."""
+        of the decision, so ``Run.decisions()`` can join it to the events it produced.  With
+        ``logprobs``, a score request (one token, that many candidates) without a schema."""
         from recworld.simulator.llm.service import LLMRequest
 
         seed = int(state.rng.integers(2**31 - 1))
-        return LLMRequest([{"role": "system", "content": self.persona(state)}, {"role": "user", "content": prompt}],
+        system = self.persona(state, JSON_FORMAT if logprobs is None else PICK_FORMAT)
+        return LLMRequest([{"role": "system", "content": system}, {"role": "user", "content": prompt}],
                           schema, seed, {"user": state.user_id, "purpose": purpose, "session": state.session,
-                                         "sim_time": float(now)})
+                                         "sim_time": float(now)}, logprobs=logprobs)
 
     def _failed(self, result, what: str, state: UserState) -> bool:
         """Count the decision; True if its answer is unusable (the caller falls back)."""
@@ -266,6 +372,11 @@ class LLMBrain(Brain):
         return self.fallback.search_query(state, now)
 
     def choose_from_slate(self, state: UserState, items: np.ndarray, page: int, now: float):
+        if self.decision == "logprobs":
+            return self._pick_by_logprobs(state, items, page, now)
+        return self._page_json(state, items, page, now)
+
+    def _page_json(self, state: UserState, items: np.ndarray, page: int, now: float):
         n = len(items)
         day, clock = _clock(now)
         listing = "\n".join(self._item_line(j + 1, int(it)) for j, it in enumerate(items))
@@ -293,6 +404,76 @@ class LLMBrain(Brain):
                 q = self.fallback.search_query(state, now)
             return PageChoice(picks, a.next, q)
         return Think([req], then)
+
+    def _pick_by_logprobs(self, state: UserState, items: np.ndarray, page: int, now: float):
+        """The ``logprobs`` page decision: a score request, picks drawn from it, then (only
+        with picks) a short JSON request for their ratings, feelings and the next step."""
+        n, p = len(items), self.params
+        labels = pick_labels(n)
+        day, clock = _clock(now)
+        listing = "\n".join(self._item_line(lab, int(it)) for lab, it in zip(labels, items))
+        query = state.query
+        prompt = self.templates["page_pick"].safe_substitute(
+            day=day, clock=clock, page=page + 1, items=listing, memories=self._memories(state, listing, now),
+            query_note=f" for your search '{query}'" if query else "",
+            label="number" if labels[0].isdigit() else "letter", none=NONE_LABEL)
+        req = self._request(state, prompt, None, "page_pick", now, logprobs=p.top_logprobs)
+
+        def scored(results):
+            r = results[0]
+            if r.fallback_reason == "no_logprobs":
+                if self.decision == "logprobs":
+                    log.warning("the LLM server returns no log-probabilities (%s); the LLM brain's page decisions "
+                                "use decision: json from now on", (r.error or "")[:200])
+                    self.decision = "json"
+                return self._page_json(state, items, page, now)
+            scores = label_logprobs(r.top_logprobs, labels)
+            none = float(label_logprobs(r.top_logprobs, [NONE_LABEL])[0])
+            self.decisions += 1
+            if not r.ok or not np.isfinite(scores).any():
+                self.fallbacks += 1
+                log.debug("user %s: page scores unusable (%s); the parametric brain decides",
+                          state.user_id, r.error or "no option label among the candidates")
+                return self.fallback.choose_from_slate(state, items, page, now)
+            after_pick = float(np.exp(self.fallback.params.fatigue + 1.0))   # as the parametric brain
+            picks = draw_picks(scores, none, state.rng, p.max_watch_per_page, p.pick_temperature, after_pick)
+            if not picks:
+                return self._continue(state, picks, now)
+            return self._rate(state, items, picks, page, now)
+        return Think([req], scored)
+
+    def _rate(self, state: UserState, items: np.ndarray, picks: list[int], page: int, now: float):
+        """The second pass of a ``logprobs`` page decision: the picks' ratings and feelings, the next step."""
+        day, clock = _clock(now)
+        chosen = "\n".join(self._item_line(k, int(items[j])) for k, j in enumerate(picks, 1))
+        prompt = self.templates["page_rate"].safe_substitute(
+            day=day, clock=clock, page=page + 1, chosen=chosen,
+            query_note=f" for your search '{state.query}'" if state.query else "")
+        req = self._request(state, prompt, rate_schema(len(picks)), "page_rate", now)
+
+        def then(results):
+            r = results[0]
+            if self._failed(r, "page ratings", state):
+                return self._continue(state, picks, now)       # ratings come from the parametric brain
+            a = r.parsed
+            pending = state.extra.setdefault("pending", {})
+            for j, w in zip(picks, a.watched):
+                pending[int(items[j])] = (float(w.rating), w.feeling.strip())
+            q = a.query.strip() or None
+            if a.next == "search" and q is None:
+                q = self.fallback.search_query(state, now)
+            return PageChoice(picks, a.next, q)
+        return Think([req], then)
+
+    def _continue(self, state: UserState, picks: list[int], now: float) -> PageChoice:
+        """What the user does after a page, by the parametric brain's rule (stay, then search or next)."""
+        fp, rng = self.fallback.params, state.rng
+        stay = fp.continue_bias - fp.fatigue * state.pages_seen - 0.8 * len(picks)
+        if rng.random() >= 1.0 / (1.0 + np.exp(-stay)):
+            return PageChoice(picks, "leave")
+        if rng.random() < fp.search_rate:
+            return PageChoice(picks, "search", self.fallback.search_query(state, now))
+        return PageChoice(picks, "next")
 
     def consume(self, state: UserState, item: int, now: float) -> Consumption:
         pending = state.extra.get("pending", {})

@@ -8,6 +8,9 @@
 - Structured answers: with a pydantic ``schema`` the server is asked for JSON matching it
   (``response_format``); an answer that does not validate gets one repair try, then the
   result says ``fallback=True`` and the caller decides for itself (e.g. the parametric brain).
+- Scores instead of text: a request with ``logprobs=k`` asks for one token and the ``k`` most
+  likely first tokens with their log-probabilities (``top_logprobs``), which the caller turns
+  into a choice; a server that returns none gives ``fallback_reason="no_logprobs"``.
 - Accounting per call (tokens, latency, cost via ``litellm.completion_cost``, with prices
   given in the config for local models) and one JSON record per call in ``llm_calls.jsonl``.
 - API keys are read from the environment variable the config names and never written:
@@ -47,8 +50,8 @@ from recworld.simulator.llm.settings import LLMSettings
 log = logging.getLogger("recworld.llm")
 
 #: fallback reason categories (``metrics()["fallback_reasons"]``)
-REASONS = ("unreachable", "timeout", "rate_limited", "http_5xx", "http_4xx", "invalid_answer", "circuit_open",
-           "error")
+REASONS = ("unreachable", "timeout", "rate_limited", "http_5xx", "http_4xx", "invalid_answer", "no_logprobs",
+           "circuit_open", "error")
 
 
 class LLMUnavailableError(RuntimeError):
@@ -82,6 +85,8 @@ class LLMResult:
     latency_s: float = 0.0
     error: str | None = None
     fallback_reason: str | None = None  # one of REASONS when fallback
+    #: with ``LLMRequest.logprobs``: per generated token, {token: log-probability} of its most likely candidates
+    top_logprobs: list[dict[str, float]] | None = None
 
 
 @dataclass
@@ -118,6 +123,8 @@ class LLMRequest:
     schema: type[BaseModel] | None = None
     seed: int | None = None
     meta: dict = field(default_factory=dict)      # copied into llm_calls.jsonl (e.g. user, purpose)
+    #: ask for one token and the log-probabilities of this many most likely first tokens (no schema)
+    logprobs: int | None = None
 
 
 def _locked(e: BaseException) -> bool:
@@ -479,8 +486,12 @@ class LLMService:
             return [self._scrub_all(v) for v in obj]
         return obj
 
-    def _params(self, schema: type[BaseModel] | None) -> dict:
+    def _params(self, schema: type[BaseModel] | None, logprobs: int | None = None) -> dict:
         cfg = self.config
+        if logprobs is not None:        # a score request: one token, its candidates' log-probabilities
+            if schema is not None:
+                raise ValueError("a request asks either for log-probabilities or for a schema, not both")
+            return {"temperature": 0.0, "max_tokens": 1, "logprobs": True, "top_logprobs": int(logprobs)}
         p: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
         if schema is None or cfg.constrain == "none":
             return p
@@ -510,10 +521,14 @@ class LLMService:
             if self._log_file is None:
                 return
             rec = {"time": time.time(), "prompt_hash": key[:16], "model": self.config.model, **req.meta,
-                   **{k: v for k, v in asdict(r).items() if k not in ("text", "parsed")}}
+                   **{k: v for k, v in asdict(r).items() if k not in ("text", "parsed", "top_logprobs")}}
+            if req.logprobs is not None:
+                rec["logprobs"] = req.logprobs
             if self.config.audit:                          # the prompt and the answer, key scrubbed
                 rec["messages"] = req.messages
                 rec["answer"] = r.text
+                if r.top_logprobs is not None:
+                    rec["top_logprobs"] = r.top_logprobs
                 if req.schema is not None:
                     rec["parsed"] = r.parsed.model_dump(mode="json") if r.parsed is not None else None
                 if invalid_answer is not None:             # the first answer, which needed a repair try
@@ -527,8 +542,8 @@ class LLMService:
     async def _call(self, messages: list[dict], params: dict, seed: int | None, r: LLMResult, *,
                     retries: int | None = None, timeout_s: float | None = None, breaker: bool = True,
                     extra: dict | None = None, endpoint: str | None = None):
-        """One completion with retries; returns (text, prompt_tokens, completion_tokens) or
-        raises ``CallFailed``.  With ``breaker``, the call goes through the circuit breaker: it is
+        """One completion with retries; returns (text, prompt_tokens, completion_tokens, top
+        log-probabilities per token or None) or raises ``CallFailed``.  With ``breaker``, the call goes through the circuit breaker: it is
         refused while the circuit is open, and its outcome (after its retries) is counted.
         With several servers (``api_base`` a list), the Router picks one per attempt, unless
         ``endpoint`` names one."""
@@ -571,6 +586,7 @@ class LLMService:
                 try:
                     resp = await asyncio.wait_for(send(), timeout=timeout + 5)
                     content = resp.choices[0].message.content or ""
+                    lps = _top_logprobs(resp.choices[0]) if params.get("logprobs") else None
                 except Exception as e:  # noqa: BLE001 - classified below
                     msg = self.scrub(f"{type(e).__name__}: {e}")[:500]
                     retry = _retryable(e) or isinstance(e, asyncio.TimeoutError)
@@ -597,7 +613,7 @@ class LLMService:
                 pt = int(getattr(usage, "prompt_tokens", 0) or 0)
                 ct = int(getattr(usage, "completion_tokens", 0) or 0)
                 r.cost_usd += self._cost(resp)
-                return content, pt, ct
+                return content, pt, ct, lps
         finally:
             if probe and not settled:                      # cancelled, or stopped without a verdict
                 self.breaker.release_probe()
@@ -606,30 +622,42 @@ class LLMService:
                       schema: type[BaseModel] | None):
         """(text, parsed, problem): from the cache or the model.  Only an answer that validates
         against ``schema`` (any answer when there is none) is cached, so a malformed answer is
-        asked for again on the next run."""
+        asked for again on the next run.  A score request (``logprobs`` in ``params``) needs
+        log-probabilities: they are cached with the text and set on ``r.top_logprobs``."""
         key = cache_key(self.config.model, messages, params, seed)
         cache = self.cache
+        scores = bool(params.get("logprobs"))
         if cache is not None:
             hit = cache.get(key)
             if hit is not None:
-                parsed, problem = _check(schema, hit[0])
-                if problem is None:
+                text, lps = _unpack_scores(hit[0]) if scores else (hit[0], None)
+                parsed, problem = _check(schema, text)
+                if problem is None and (lps or not scores):
                     r.prompt_tokens += hit[1]
                     r.completion_tokens += hit[2]
-                    return hit[0], parsed, None
+                    r.top_logprobs = lps
+                    return text, parsed, None
                 # an invalid answer cached by an older version: ask again (and overwrite it)
-        text, pt, ct = await self._call(messages, params, seed, r)
+        text, pt, ct, lps = await self._call(messages, params, seed, r)
         r.prompt_tokens += pt
         r.completion_tokens += ct
         parsed, problem = _check(schema, text)
+        if scores:
+            r.top_logprobs = lps
+            if not lps:
+                raise CallFailed(f"the server answered without log-probabilities (model {self.config.model!r} at "
+                                 f"{self.config.api_base or 'the provider default endpoint'}): use a server that "
+                                 "returns logprobs (llama.cpp, vLLM, OpenAI) or the brain's decision: json",
+                                 "no_logprobs")
         if cache is not None and problem is None:
             # committed before the answer is returned; in a worker thread, so that a locked
             # database holds up this request only, not every request on the event loop
-            await asyncio.to_thread(cache.put, key, text, pt, ct)
+            stored = json.dumps({"text": text, "top_logprobs": lps}, ensure_ascii=False) if scores else text
+            await asyncio.to_thread(cache.put, key, stored, pt, ct)
         return text, parsed, problem
 
     async def acomplete(self, req: LLMRequest, semaphore: asyncio.Semaphore | None = None) -> LLMResult:
-        params = self._params(req.schema)
+        params = self._params(req.schema, req.logprobs)
         r = LLMResult(text=None)
         key = cache_key(self.config.model, req.messages, params, req.seed)
         t0 = time.perf_counter()
@@ -810,3 +838,32 @@ def _validate(schema: type[BaseModel], text: str | None):
     except ValidationError as e:
         errs = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'answer'}: {x['msg']}" for x in e.errors()[:5])
         return None, errs
+
+
+def _unpack_scores(stored: str) -> tuple[str | None, list[dict[str, float]] | None]:
+    """A cached score answer: (text, top log-probabilities); (None, None) if it is not one."""
+    try:
+        d = json.loads(stored)
+        return d["text"], d["top_logprobs"]
+    except (ValueError, TypeError, KeyError):
+        return None, None
+
+
+def _top_logprobs(choice) -> list[dict[str, float]] | None:
+    """{token: log-probability} of the candidates of each generated token, from an OpenAI-style
+    choice (objects or dicts); None when the server sent no log-probabilities."""
+    def get(obj, name):
+        return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+    content = get(get(choice, "logprobs") or {}, "content")
+    if not content:
+        return None
+    out = []
+    for tok in content:
+        cands = {}
+        for c in get(tok, "top_logprobs") or [{"token": get(tok, "token"), "logprob": get(tok, "logprob")}]:
+            t, lp = get(c, "token"), get(c, "logprob")
+            if t is not None and lp is not None:
+                cands[str(t)] = max(float(lp), cands.get(str(t), float("-inf")))
+        out.append(cands)
+    return out if any(out) else None

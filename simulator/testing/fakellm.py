@@ -3,6 +3,8 @@
 It speaks real HTTP (``POST /v1/chat/completions``), so everything above it, litellm
 included, runs for real.  A ``responder(body, n)`` decides each answer: content, status
 code, delay, or a malformed body; ``max_in_flight`` makes it a server of limited capacity.
+A reply with ``top_logprobs`` answers a request that asks for ``logprobs`` the way an
+OpenAI-compatible server does (``choices[0].logprobs.content``); a request without it gets none.
 
     with FakeLLMServer(lambda body, n: Reply(content='{"ok": true}')) as srv:
         LLMService({"model": "openai/fake", "api_base": srv.url, "cache": False}).complete(...)
@@ -27,6 +29,20 @@ class Reply:
     error_message: str = "fake error"
     prompt_tokens: int = 10
     completion_tokens: int = 5
+    #: per generated token, {candidate token: log-probability}, most likely first; sent only when
+    #: the request asks for logprobs (at most its ``top_logprobs`` candidates)
+    top_logprobs: list[dict[str, float]] | None = None
+
+
+def logprob_content(top: list[dict[str, float]], k: int | None) -> list[dict]:
+    """The OpenAI ``logprobs.content`` list for ``top`` (each token's ``k`` best candidates)."""
+    out = []
+    for cands in top:
+        ranked = sorted(cands.items(), key=lambda kv: -kv[1])[:k if k else None]
+        best = ranked[0] if ranked else ("", 0.0)
+        out.append({"token": best[0], "logprob": best[1], "bytes": list(best[0].encode()),
+                    "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in ranked]})
+    return out
 
 
 def _default(body: dict, n: int) -> Reply:
@@ -70,11 +86,15 @@ class FakeLLMServer:
                         payload = json.dumps({"error": {"message": reply.error_message, "type": "fake",
                                                         "code": reply.status}}).encode()
                     else:
+                        choice = {"index": 0, "finish_reason": "stop",
+                                  "message": {"role": "assistant", "content": reply.content}}
+                        if body.get("logprobs") and reply.top_logprobs is not None:
+                            choice["logprobs"] = {"content": logprob_content(reply.top_logprobs,
+                                                                             body.get("top_logprobs"))}
                         payload = json.dumps({
                             "id": f"fake-{n}", "object": "chat.completion", "created": int(time.time()),
                             "model": body.get("model", "fake"),
-                            "choices": [{"index": 0, "finish_reason": "stop",
-                                         "message": {"role": "assistant", "content": reply.content}}],
+                            "choices": [choice],
                             "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                                       "total_tokens": reply.prompt_tokens + reply.completion_tokens},
                         }).encode()
