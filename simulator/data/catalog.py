@@ -8,7 +8,7 @@ appears in the event log.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 
 import numpy as np
 import pandas as pd
@@ -59,6 +59,9 @@ class Catalog:
     Optional columns: ``n_ratings`` (popularity prior) and ``mean_rating``.
     """
 
+    #: queries whose match counts and search results are kept
+    QUERY_CACHE = 64
+
     def __init__(self, items: pd.DataFrame):
         missing = [c for c in REQUIRED_COLUMNS if c not in items.columns]
         if missing:
@@ -100,6 +103,9 @@ class Catalog:
         self.popularity, self.quality = popularity_quality(items["n_ratings"].to_numpy(dtype=np.float64),
                                                            items["mean_rating"].to_numpy(dtype=np.float64))
         self._inverted: dict[str, np.ndarray] | None = None
+        # the last queries' match counts and search results (users search the same few words)
+        self._counts_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._search_cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -124,10 +130,20 @@ class Catalog:
                 for tok in set(tokenize(f"{t} {' '.join(gs)} {txt}")):
                     inv[tok].append(k)
             self._inverted = {t: np.asarray(v, dtype=np.int64) for t, v in inv.items()}
+        cached = self._counts_cache.get(query)
+        if cached is not None:
+            self._counts_cache.move_to_end(query)
+            return cached
         hits = [self._inverted[t] for t in set(tokenize(query)) if t in self._inverted]
         if not hits:
-            return np.zeros(len(self), dtype=np.int64)
-        return np.bincount(np.concatenate(hits), minlength=len(self))
+            counts = np.zeros(len(self), dtype=np.int64)
+        else:
+            counts = np.bincount(np.concatenate(hits), minlength=len(self))
+        counts.flags.writeable = False          # shared by every caller of the same query
+        self._counts_cache[query] = counts
+        if len(self._counts_cache) > self.QUERY_CACHE:
+            self._counts_cache.popitem(last=False)
+        return counts
 
     def query_matches(self, query: str, items: np.ndarray) -> np.ndarray:
         return self._match_counts(query)[np.asarray(items, dtype=np.int64)]
@@ -137,8 +153,15 @@ class Catalog:
 
         Ranked by the number of query words matched (then by popularity); empty if none match.
         """
-        score = self._match_counts(query)
-        cand = np.flatnonzero(score)
-        order = np.lexsort((-self.popularity[cand], -score[cand]))
-        out = cand[order]
+        out = self._search_cache.get(query)
+        if out is None:
+            score = self._match_counts(query)
+            cand = np.flatnonzero(score)
+            out = cand[np.lexsort((-self.popularity[cand], -score[cand]))]
+            out.flags.writeable = False         # shared by every caller of the same query
+            self._search_cache[query] = out
+            if len(self._search_cache) > self.QUERY_CACHE:
+                self._search_cache.popitem(last=False)
+        else:
+            self._search_cache.move_to_end(query)
         return out if limit is None else out[:limit]
