@@ -24,6 +24,52 @@ import tempfile
 import time
 
 
+class _server_process:
+    """The fake server in a process of its own, as a real server would be: its threads do not
+    share the client's interpreter lock, so the client's CPU per call is the client's."""
+
+    def __init__(self, latency: float, capacity: int):
+        self.latency, self.capacity = latency, capacity
+
+    def __enter__(self):
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", str(self.latency), str(self.capacity)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("http"):
+            raise RuntimeError(f"the fake server did not start: {self.url!r}")
+        return self
+
+    def max_seen_in_flight(self) -> int:
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
+
+    def __exit__(self, *exc):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def _serve(latency: float, capacity: int) -> None:
+    import sys
+
+    from recworld.simulator.testing.fakellm import FakeLLMServer
+    from recworld.simulator.testing.scripted import answer
+
+    def slow(body, n):
+        r = answer(body, n)
+        r.delay = latency
+        return r
+
+    with FakeLLMServer(slow, max_in_flight=capacity) as srv:
+        print(srv.url, flush=True)
+        for line in sys.stdin:
+            if line.strip() == "stats":
+                print(srv.max_seen_in_flight, flush=True)
+
+
 def efficiency(agents: int, latency: float, capacity: int, sim_minutes: float, sync: float | None = None,
                seed: int = 0) -> dict:
     """The shipped ``llm_quickstart`` (its activity, session and social settings) with ``agents``
@@ -34,20 +80,12 @@ def efficiency(agents: int, latency: float, capacity: int, sim_minutes: float, s
     from recworld.simulator.build import build_world
     from recworld.simulator.llm.service import LLMService
     from recworld.simulator.scenario import load_scenario
-    from recworld.simulator.testing.fakellm import FakeLLMServer
-    from recworld.simulator.testing.scripted import answer
-
-    def slow(body, n):
-        r = answer(body, n)
-        r.delay = latency
-        return r
-
     sets = [f"population.size={agents}", "data.source=synthetic", f"duration_days={sim_minutes / 1440!r}",
             f"seed={seed}", "output.plots=false"]
     if sync is not None:
         sets.append(f"world.sync_minutes={sync!r}")
     scn = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "llm_quickstart.yaml", overrides=sets)
-    with FakeLLMServer(slow, max_in_flight=capacity) as srv, tempfile.TemporaryDirectory() as tmp:
+    with _server_process(latency, capacity) as srv, tempfile.TemporaryDirectory() as tmp:
         svc = LLMService({"model": "openai/fake", "api_base": srv.url, "cache": False, "max_concurrency": capacity,
                           "timeout_s": 60 + 10 * latency})
         world = build_world(scn, tmp, llm=svc)
@@ -70,7 +108,7 @@ def efficiency(agents: int, latency: float, capacity: int, sim_minutes: float, s
                "cpu_ms_per_call": round(1000 * ((cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime))
                                         / max(calls, 1), 2),
                "mean_batch": st["mean_batch"], "mean_in_flight": st.get("mean_in_flight"),
-               "max_in_flight_seen": srv.max_seen_in_flight}
+               "max_in_flight_seen": srv.max_seen_in_flight()}
         if world.batcher.window_log:
             # no client can beat, per window, its requests at C/L nor its longest chain of dependent calls
             bound = sum(max(n * latency / capacity, chain * latency) for n, chain in world.batcher.window_log)
@@ -124,6 +162,10 @@ def embedded(decisions: int, slots: int, seed: int = 0) -> list[dict]:
 
 
 def main() -> None:
+    import sys
+
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
+        return _serve(float(sys.argv[2]), int(sys.argv[3]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=["all", "efficiency", "embedded"], default="all")
     ap.add_argument("--agents", type=int, nargs="+", default=[100, 1000])
