@@ -37,6 +37,7 @@ def test_rllib_trains_saves_loads_evaluates_and_serves(tmp_path):
     spec = json.loads((out / "policy.json").read_text())
     assert spec["trainer"] == "rllib" and spec["action_nvec"] == [20] * 5
     assert (out / "rllib_checkpoint").is_dir() and not (out / "model.zip").exists()
+    assert (out / "report.md").read_text().startswith("# Training: ppo-rllib on rl_session")
     info = json.loads((out / "training.json").read_text())
     assert info["steps"] >= 2048 and info["iterations"] == 1 and info["env_runners"] == 1
     curve = (out / "learning_curve.csv").read_text().splitlines()

@@ -308,18 +308,18 @@ def train_and_evaluate(scenario, out: str | Path, algo: str = "ppo", steps: int 
         rows, model_file = _train_rllib(scn, out, steps, seed, meta, progress, address, env_runners,
                                         envs_per_runner, num_cpus)
         model = load_policy(out)              # the saved policy.pt, as the `policy` recommender loads it
-        name = "ppo-rllib"
+        policy_name = "ppo-rllib"
     else:
         curve = _curve_callback(steps, progress)
         model = train(scn, algo=algo, steps=steps, seed=seed, callback=curve)
         model.save(out / "model.zip")         # SB3's format (pickled parts: load only your own)
         save_policy(model, out, meta)         # policy.pt + policy.json: what `policy` loads, no unpickling
-        rows, model_file, name = curve.rows, out / "model.zip", algo
+        rows, model_file, policy_name = curve.rows, out / "model.zip", algo
     curve_df = pd.DataFrame(rows, columns=["timestep", "episode_return"])
     curve_df.to_csv(out / "learning_curve.csv", index=False)
 
     seeds = list(range(1, eval_seeds + 1))
-    results = [evaluate(lambda env, s: ModelPolicy(model), scn, seeds, eval_episodes, name=name)]
+    results = [evaluate(lambda env, s: ModelPolicy(model), scn, seeds, eval_episodes, name=policy_name)]
     known = registry.available("recommenders")
     for name in baselines:
         if name != "random" and name not in known:
@@ -329,7 +329,7 @@ def train_and_evaluate(scenario, out: str | Path, algo: str = "ppo", steps: int 
         results.append(compare_to(res, results[0]))
     save_results(results, out / "results.json")
     _plots(out, curve_df, results, scn.env.reward)
-    _report(out, scn, name, steps, results, model_file.name)
+    _report(out, scn, policy_name, steps, results, model_file.name)
     return {"model": model_file, "results": results}
 
 
