@@ -485,7 +485,9 @@ def _cmd_sts(args) -> int:
         print(f"  world (with - without): impressions {d['target_impressions']:+d}, watches "
               f"{d['target_watches']:+d}, chat mentions {d['target_chat_mentions']:+d}, post mentions "
               f"{d['target_post_mentions']:+d}")
-    print(f"report: {out}/report.md" + (f", {out}/report.html" if (out / "report.html").exists() else ""))
+    if (out / "report.html").exists():
+        print(f"page: {out}/report.html")
+    print(f"report: {out}/report.md")
     return EXIT_OK
 
 

@@ -200,7 +200,7 @@
   function route() {
     var h = decodeURIComponent(location.hash.replace(/^#/, ""));
     var m = /^user=(-?\d+)$/.exec(h);
-    if (m) return show("users", parseInt(m[1], 10));
+    if (m && RENDER.users === renderUsers) return show("users", parseInt(m[1], 10));
     var name = VIEWS.some(function (v) { return v[0] === h; }) ? h : "overview";
     show(name);
   }
