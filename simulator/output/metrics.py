@@ -147,7 +147,12 @@ def time_series(events: pd.DataFrame, catalog: Catalog, duration_minutes: float,
     imp = impressions(ev)
     imp_bins = np.minimum((imp["time"] // b).astype("int64"), n - 1) if len(imp) else pd.Series(dtype="int64")
     n_imp = pd.Series(1, index=imp_bins).groupby(level=0).size().reindex(bins, fill_value=0) if len(imp) else pd.Series(0, index=bins)
-    w = ev[(ev["kind"] == "watch") & ev["slate_id"].notna()].groupby("bin").size().reindex(bins, fill_value=0)
+    # a slate's watches count in its slate's bin (a user may watch its items one after another
+    # into the next bin): each bin's CTR is of the items shown in it, at most 1
+    sw = ev[(ev["kind"] == "watch") & ev["slate_id"].notna()]
+    slate_bin = ev.loc[ev["kind"] == "slate", ["slate_id", "bin"]].drop_duplicates("slate_id").set_index("slate_id")["bin"]
+    w_bin = sw["slate_id"].map(slate_bin).fillna(sw["bin"]).astype("int64")
+    w = w_bin.groupby(w_bin).size().reindex(bins, fill_value=0) if len(sw) else pd.Series(0, index=bins)
     ratings = ev[ev["kind"] == "rate"].groupby("bin")["value"].mean().reindex(bins)
     ent, cum = _entropy_by_bin(ev[ev["kind"] == "watch"], catalog, n)
     sl = ev[ev["kind"] == "slate"]
