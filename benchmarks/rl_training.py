@@ -12,14 +12,28 @@ actions through the same SB3 vector env) for comparison.  Settings:
 Figures are steps per second of wall time and per CPU-second (``time.process_time``, all
 threads of the process); the machine may be shared, so wall time is noisy.
 
-    python benchmarks/rl_training.py
-    python benchmarks/rl_training.py --steps 4096 --envs 4 16
+``--rllib``: stable-baselines3 against RLlib on the same env and budget instead.  SB3's PPO
+as ``recworld train`` runs it (4 envs, native vector env, one torch thread) and RLlib's PPO
+as ``recworld train --engine rllib`` runs it (the same rollout, minibatch, epochs and
+learning rate; ``--runners`` env runners of 4 envs each on a local Ray) train for ``--steps``
+steps from the same seed, then every policy is evaluated as ``recworld train`` evaluates:
+mean episode return over ``--eval-seeds`` seeds x ``--eval-episodes`` episodes (the same
+users and candidates for all), a 95% bootstrap interval, and the paired difference to
+SB3's policy.  SB3's policy acts greedily per slot (each slot's argmax, then the env's
+duplicate rule), the RLlib policy shows its S best-scored candidates; ``sb3 top-S`` is SB3's
+network acting like the RLlib one, to tell the trainer from the acting rule.  Training
+speed is env steps per second of wall time, from start to the last update (RLlib's
+``ray.init`` and build are reported apart).
+
+    python benchmarks/rl_training.py --rllib                        # 30,000 steps, 1 runner
+    python benchmarks/rl_training.py --rllib --steps 10000 --runners 0 1 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -58,14 +72,74 @@ def measure(threads, vec_env: str, steps: int, n_envs: int, scenario: str) -> di
     return out
 
 
+def _top_s(model):
+    """SB3's slate policy acting as the RLlib one: the S best-scored candidates (distinct)."""
+    import torch
+
+    from recworld.simulator.studies.rl import EnvPolicy
+
+    class TopS(EnvPolicy):
+        def __call__(self, env, obs):
+            t, _ = model.policy.obs_to_tensor(obs)
+            with torch.no_grad():
+                scores = model.policy.get_distribution(t).distribution[0].logits[0]
+            return torch.topk(scores, env.unwrapped.S).indices.numpy()
+
+    return TopS()
+
+
+def compare_rllib(a) -> None:
+    import tempfile
+
+    from recworld.simulator.gym.policies import load_policy
+    from recworld.simulator.studies.rl import ModelPolicy, compare_to, evaluate, evaluation_lines, train
+    from recworld.simulator.studies.rllib import save_rllib_policy, train_rllib
+
+    seeds = list(range(1, a.eval_seeds + 1))
+    print(f"PPO on recworld/Session-v0 ({Path(a.scenario).name}): stable-baselines3 vs RLlib, {a.steps} steps, "
+          f"training seed {a.seed}; load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+    w0 = time.perf_counter()
+    model = train(a.scenario, steps=a.steps, seed=a.seed, n_envs=4)
+    wall = time.perf_counter() - w0
+    print(f"sb3: {model.num_timesteps} steps in {wall:.1f} s = {model.num_timesteps / wall:,.0f} steps/s "
+          f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+    results = [evaluate(lambda env, s: ModelPolicy(model), a.scenario, seeds, a.eval_episodes, name="sb3")]
+    results.append(compare_to(evaluate(lambda env, s: _top_s(model), a.scenario, seeds, a.eval_episodes,
+                                       name="sb3 top-S"), results[0]))
+    for runners in a.runners:
+        res = train_rllib(a.scenario, steps=a.steps, seed=a.seed, env_runners=runners, envs_per_runner=4)
+        i = res["info"]
+        print(f"rllib, {runners} env runner(s) x 4 envs: {i['steps']} steps in {i['train_seconds']:.1f} s = "
+              f"{i['steps_per_second']:,.0f} steps/s; ray.init {i['init_seconds']:.1f} s, build "
+              f"{i['build_seconds']:.1f} s (load average {os.getloadavg()[0]:.1f})", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            save_rllib_policy(res["net"], res["observation_space"], tmp, {"algo": "ppo"})
+            policy = load_policy(tmp)
+        results.append(compare_to(evaluate(lambda env, s, p=policy: ModelPolicy(p), a.scenario, seeds,
+                                           a.eval_episodes, name=f"rllib-{runners}r"), results[0]))
+    print("\n".join(evaluation_lines(results, "click")))
+    print(f"(load average {os.getloadavg()[0]:.1f} at the end)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=2048, help="training steps per setting (a PPO rollout is 512 x envs)")
+    ap.add_argument("--steps", type=int, help="training steps per setting (a PPO rollout is 512 x envs; default "
+                                              "2048, with --rllib 30000 as recworld train)")
     ap.add_argument("--envs", type=int, nargs="+", default=[4])
     ap.add_argument("--scenario", default=str(ROOT / "scenarios" / "rl_session.yaml"))
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--rllib", action="store_true", help="compare stable-baselines3 and RLlib (see above)")
+    ap.add_argument("--runners", type=int, nargs="+", default=[1], help="with --rllib: env runner counts")
+    ap.add_argument("--seed", type=int, default=0, help="with --rllib: the training seed")
+    ap.add_argument("--eval-seeds", type=int, default=5)
+    ap.add_argument("--eval-episodes", type=int, default=100)
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.rllib:
+        a.steps = a.steps or 30_000           # recworld train's default budget
+        compare_rllib(a)
+        return
+    a.steps = a.steps or 2048
     if a._child:
         name, n_envs = a._child.rsplit("|", 1)
         threads, vec_env = SETTINGS[name]
