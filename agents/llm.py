@@ -299,10 +299,28 @@ class LLMBrain(Brain):
 
     def _item_line(self, n: int | str, item: int) -> str:
         c = self.catalog
-        text = str(c.items["text"].iat[item])[:self.params.item_chars] if self.params.item_chars else ""
         genres = ", ".join(c.genre_lists[item])
         line = f"{n}. {c.titles[item]} [{genres}]"
-        return line + (f" - {text}" if text and text != c.titles[item] else "")
+        note = self._item_note(item)
+        return line + (f" - {note}" if note else "")
+
+    def _item_note(self, item: int) -> str:
+        """The item's text as shown (its first ``item_chars`` characters) without what the item
+        line already says: a leading title and a "Genres: ..." sentence naming the same genres."""
+        c = self.catalog
+        if not self.params.item_chars:
+            return ""
+        rest, title = str(c.items["text"].iat[item])[:self.params.item_chars], c.titles[item]
+        for prefix in (title + ".", title):
+            if rest.startswith(prefix):
+                rest = rest[len(prefix):].lstrip()
+                break
+        said = f"Genres: {', '.join(c.genre_lists[item])}."
+        if rest.startswith(said):
+            rest = rest[len(said):].lstrip()
+        elif rest and said.startswith(rest):          # cut inside the genre list: nothing new
+            rest = ""
+        return rest
 
     def _request(self, state: UserState, prompt: str, schema, purpose: str, now: float, logprobs: int | None = None):
         """One LLM request; its log record names the user, the session and the simulated time

@@ -163,6 +163,10 @@ def test_logprob_pages_pick_what_scores_best_and_rate_in_a_second_pass(small_sce
     rates = [b for b in asked if schema_name(b).startswith("RatePage")]
     assert picks and rates and not [b for b in asked if schema_name(b).startswith("PageAnswer")]
     assert all(b["max_tokens"] == 1 and "label of your choice" in b["messages"][0]["content"] for b in picks)
+    # item lines say title and genres once (the item text's copies of them are left out)
+    lines = [x for b in picks for x in _user_prompt(b).splitlines() if x[:2] in {f"{k}." for k in range(1, 10)}]
+    assert lines and not [x for x in lines if "Genres:" in x]
+    assert all(x.count(x.split(". ", 1)[1].split(" [")[0]) == 1 for x in lines)
     assert "JSON" in rates[0]["messages"][0]["content"] and "you chose to watch" in _user_prompt(rates[0])
     # every watch is the first comedy of its page (the one label the script scores high), rated 5
     slates = r.of_kind("slate").set_index("slate_id")
@@ -198,3 +202,19 @@ def test_decision_setting_is_validated():
         LLMBrain.Params(decision="scores")
     with pytest.raises(ValueError, match="top_logprobs"):
         LLMBrain.Params(top_logprobs=50)
+
+
+def test_item_note_leaves_out_what_the_item_line_says(tiny_ml):
+    from recworld.simulator.data.sources import load_movielens
+
+    catalog = load_movielens(tiny_ml).catalog
+    brain = LLMBrain.__new__(LLMBrain)             # only the catalog and the parameters are used
+    brain.catalog, brain.params = catalog, LLMBrain.Params()
+    tagged = next(i for i in range(len(catalog.titles)) if "Tags:" in str(catalog.items["text"].iat[i]))
+    line = brain._item_line(1, tagged)
+    title, genres = catalog.titles[tagged], ", ".join(catalog.genre_lists[tagged])
+    assert line.startswith(f"1. {title} [{genres}] - Tags: ") and line.count(title) == 1 and "Genres:" not in line
+    brain.params = LLMBrain.Params(item_chars=len(title) + 12)    # the text cut inside its genre sentence
+    assert brain._item_line(2, tagged) == f"2. {title} [{genres}]"
+    brain.params = LLMBrain.Params(item_chars=0)
+    assert brain._item_line(3, tagged) == f"3. {title} [{genres}]"
