@@ -13,8 +13,6 @@ import json
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
 try:
     import torch
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor

@@ -18,6 +18,7 @@ alone (:class:`~recworld.simulator.gym.slate_net.ScorerPolicy`).  RLlib's own ch
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -123,7 +124,7 @@ def train_rllib(scenario, steps: int = 30_000, seed: int = 0, overrides=None, en
                 res = algo.train()
                 sampled = int(res.get("num_env_steps_sampled_lifetime", 0))
                 ret = res.get("env_runners", {}).get("episode_return_mean")
-                if ret is not None and ret == ret:
+                if ret is not None and not math.isnan(ret):
                     curve.append((sampled, float(ret)))
                 if on_iteration is not None:
                     on_iteration(res)
