@@ -28,7 +28,8 @@ ENV_NAME = "recworld-rllib"
 log = logging.getLogger("recworld")
 
 
-def _check_installed() -> None:
+def check_installed() -> None:
+    """Raise ImportError with the install hint when RLlib or torch is missing."""
     try:
         import ray.rllib  # noqa: F401
         import torch  # noqa: F401
@@ -97,7 +98,7 @@ def train_rllib(scenario, steps: int = 30_000, seed: int = 0, overrides=None, en
     for RLlib's own checkpoint of the algorithm (to resume with RLlib).  ``threads``: torch threads of
     the learner in this process (1 suits these small networks; ``None`` keeps torch's
     setting).  ``on_iteration(result)`` is called after each training iteration."""
-    _check_installed()
+    check_installed()
     import copy
 
     import ray
