@@ -216,6 +216,9 @@ def _cmd_train(args) -> int:
     check_out(out, args.overwrite)
     try:
         from recworld.simulator.studies.rl import train_and_evaluate
+        if args.engine == "rllib":
+            from recworld.simulator.studies.rllib import check_installed
+            check_installed()
     except ImportError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
