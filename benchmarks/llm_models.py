@@ -61,7 +61,8 @@ def _service(model: str, constrain: str = "llguidance"):
     from recworld.simulator.scenario import LLMSection
 
     return service_from_scenario(LLMSection(embedded_model=model, constrain=constrain, cache=False,
-                                            temperature=0.0, max_tokens=160, server_slots=2, max_concurrency=2))
+                                            temperature=0.0, max_tokens=160, server_slots=2, max_concurrency=2,
+                                            timeout_s=600))       # a 1.5B model on two busy cores is slow
 
 
 def _system(loved: str, disliked: str, answer_format: str) -> str:

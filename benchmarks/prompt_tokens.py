@@ -1,7 +1,7 @@
 """Prompt tokens per LLM decision of a scenario, counted with an embedded model's tokenizer.
 
 The scenario runs against the scripted loopback server (valid answers chosen by a hash of
-the prompt, no model), so the run takes seconds; every request's messages are then
+the prompt, no model; log-probabilities for score requests), so the run takes seconds; every request's messages are then
 rendered with the embedded model's chat template and tokenized by its llama.cpp server
 (``/apply-template`` and ``/tokenize``), which gives the prompt tokens that model would be
 sent.  Printed (one JSON line): mean prompt tokens per request of each purpose (page, page_pick,
@@ -17,10 +17,11 @@ second one was needed).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import tempfile
 import urllib.request
-from collections import defaultdict
 from pathlib import Path
 
 
@@ -31,13 +32,32 @@ def _post(base: str, path: str, body: dict) -> dict:
         return json.loads(r.read())
 
 
+def responder(body: dict, n: int):
+    """The scripted answers, plus score answers (log-probabilities over the page's labels, one
+    of them or "none" most likely, by a hash of the prompt) and rating answers."""
+    from recworld.simulator.testing.fakellm import Reply
+    from recworld.simulator.testing.scripted import answer, schema_name
+
+    h = int(hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest()[:8], 16)
+    if body.get("logprobs"):
+        labels = re.findall(r"^(\w)\. ", body["messages"][-1]["content"], flags=re.MULTILINE)
+        best = "0" if h % 3 == 0 or not labels else labels[h % len(labels)]
+        top = {lab: -3.0 for lab in labels} | {"0": -2.0} | {best: -0.1}
+        return Reply(best, top_logprobs=[top], completion_tokens=1)
+    name = schema_name(body)
+    if name.startswith("RatePage"):
+        nxt = ["next", "leave", "search"][h % 3]
+        return Reply(json.dumps({"watched": [{"rating": 1 + h % 5, "feeling": "fine"}] * int(name[8:]),
+                                 "next": nxt, "query": "drama" if nxt == "search" else ""}))
+    return answer(body, n)
+
+
 def count(scenario: str, overrides: list[str], model: str) -> dict:
     from recworld.simulator.llm.embedded import EmbeddedLLM
     from recworld.simulator.run import load_run, run_scenario
     from recworld.simulator.testing.fakellm import FakeLLMServer
-    from recworld.simulator.testing.scripted import answer
 
-    with tempfile.TemporaryDirectory() as tmp, FakeLLMServer(answer) as srv:
+    with tempfile.TemporaryDirectory() as tmp, FakeLLMServer(responder) as srv:
         sets = overrides + ["llm.model=openai/scripted", f"llm.api_base={srv.url}", "llm.cache=false",
                             "llm.audit=true"]
         run = load_run(run_scenario(scenario, Path(tmp) / "run", overrides=sets, progress=False))
@@ -50,14 +70,14 @@ def count(scenario: str, overrides: list[str], model: str) -> dict:
             tokens.append(len(_post(llm.api_base, "/tokenize", {"content": prompt, "add_special": True})["tokens"]))
     calls = calls.assign(tokens=tokens)
     per_purpose = {p: round(float(g["tokens"].mean()), 1) for p, g in calls.groupby("purpose")}
-    n_purpose = {p: int(len(g)) for p, g in calls.groupby("purpose")}
+    n_purpose = {p: len(g) for p, g in calls.groupby("purpose")}
     sessions = calls.groupby(["user_id", "session"])["tokens"].sum()
     if "page_pick" in per_purpose:
         rate_share = n_purpose.get("page_rate", 0) / n_purpose["page_pick"]
         page = per_purpose["page_pick"] + rate_share * per_purpose.get("page_rate", 0.0)
     else:
         page = per_purpose.get("page", 0.0)
-    return {"scenario": scenario, "overrides": overrides, "tokenizer": model, "requests": int(len(calls)),
+    return {"scenario": scenario, "overrides": overrides, "tokenizer": model, "requests": len(calls),
             "requests_per_purpose": n_purpose, "prompt_tokens_per_purpose": per_purpose,
             "prompt_tokens_per_page_decision": round(page, 1),
             "prompt_tokens_per_session": round(float(sessions.mean()), 1),

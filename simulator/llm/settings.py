@@ -22,7 +22,10 @@ class LLMSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     model: str = Field("embedded", min_length=1, description="'embedded' or a litellm model name")
-    embedded_model: str = Field("gemma-3-270m", description="the packaged model the embedded server loads")
+    embedded_model: str = Field("gemma-3-270m", description=(
+        "the packaged model the embedded server loads: gemma-3-270m (the 'local' extra; tiny, for tests), "
+        "qwen2.5-coder-1.5b (the 'local-quality' extra, 1.1 GB; follows its persona, docs/models.md) "
+        "or smollm2-135m"))
 
     @field_validator("embedded_model")
     @classmethod
