@@ -19,7 +19,9 @@ SMALL = ["population.size=100", "data.n_items=400"]
 
 
 @pytest.mark.slow
-def test_rllib_trains_saves_loads_evaluates_and_serves(tmp_path):
+def test_rllib_trains_saves_loads_evaluates_and_serves(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)    # a local Ray, whatever the environment says
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")      # nothing written to ~/.ray by this test
     import gymnasium as gym
     import torch
 
