@@ -1,11 +1,16 @@
 """LLM recommenders: ``llm_ranker`` and ``toolrec``.
 
 ``llm_ranker`` shows the LLM the candidate items as JSON lines with the user's request and
-profile and asks for a numbered list.  As in Kumar & Lakkaraju, an item's rank is where its
-name first appears in the answer (absent = number of items + 1), so the order is read from
-free text, not from a constrained format; an answer that names none of the items falls back
-to the retriever's order and is counted.  This is the recommender that strategic text
-sequences (STS) in item text try to manipulate.
+profile and asks for their names, best first.  As in Kumar & Lakkaraju, an item's rank is
+where its name first appears in the answer (absent = number of items + 1).  The answer is a
+JSON list of the shown items' names (``answer: list``, the default): the server's
+constrained decoding (``llm.constrain``) only lets the model write names it was shown, and
+the answer ends when the list does, so a small model neither invents names nor pads its
+answer to ``max_tokens``.  ``answer: free`` asks for a free-text numbered list instead (the
+paper's form), read by first mention.  An answer that names none of the items falls back to
+the retriever's order and is counted, and so are answers that name something that was not
+shown and answers that ran to ``max_tokens`` (``stats()``).  This is the recommender that
+strategic text sequences (STS) in item text try to manipulate.
 
 ``toolrec`` (after Zhao et al., SIGIR'24) puts an LLM in the user's place: in a ReAct-style
 loop of at most ``max_rounds`` rounds it answers one JSON action per round,
@@ -15,8 +20,9 @@ gathered by an attribute, keeping K) or ``finish``; one final LLM rerank over ev
 gathered makes the slate.  LLM and tool calls per request are counted (``stats()``, which
 lands in ``metrics.json`` under ``recommender_stats``).
 
-Both call the LLM service synchronously (a recommender answers at once in the world) and
-rank once per browsing run: later pages continue that ranking.
+Both call the LLM service synchronously in the world (a recommender answers at once) and
+rank once per browsing run: later pages continue that ranking.  ``arank_items`` is the
+asynchronous form of ``rank_items`` that the STS study uses to send many rankings together.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import ClassVar, Literal
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -71,6 +78,56 @@ def rank_by_first_mention(text: str, names: list[str]) -> np.ndarray:
     return ranks
 
 
+_ENTRY = re.compile(r"^\s*(?:\d+\s*[.):]|[-*\u2022])\s*(.+?)\s*$")
+
+
+def answer_entries(text: str) -> list[str]:
+    """The entries of a ranking answer: the names of a JSON ``{"ranking": [...]}`` answer, else
+    the numbered or bulleted lines of free text (markdown emphasis removed)."""
+    raw = (text or "").strip()
+    if raw.startswith("{"):
+        try:
+            got = json.loads(raw).get("ranking")
+            if isinstance(got, list):
+                return [str(x) for x in got]
+        except (ValueError, AttributeError):
+            pass
+    out = []
+    for line in raw.splitlines():
+        m = _ENTRY.match(line)
+        if m:
+            out.append(m.group(1).replace("*", "").strip())
+    return out
+
+
+def unknown_entries(text: str, names: list[str]) -> int:
+    """How many entries of a ranking answer (``answer_entries``) contain none of ``names``
+    (case-insensitive): names the model made up, or items it was not shown."""
+    low = [n.lower().strip() for n in names if n.strip()]
+    return sum(1 for e in answer_entries(text) if e and not any(n in e.lower() for n in low))
+
+
+def ranking_schema(names: list[str], max_items: int) -> type[BaseModel]:
+    """The list answer: ``{"ranking": [name, ...]}`` whose entries can only be ``names``, at
+    most ``max_items`` of them (constrained decoding ends the answer there)."""
+    from pydantic import create_model
+
+    choices = tuple(dict.fromkeys(names))
+    return create_model("Ranking", ranking=(list[Literal[choices]], Field(min_length=1, max_length=max_items)))
+
+
+def list_length(names: list[str], wanted: int, max_tokens: int | None) -> int:
+    """How many names a list answer may hold: ``wanted``, fewer when the longest names'
+    estimated tokens (a token per 3 characters, 3 for the quotes and the comma, 8 for the
+    braces and the key) would not fit in ``max_tokens`` (a truncated list is invalid)."""
+    k = min(len(names), wanted)
+    if max_tokens:
+        cost = sorted((len(n) / 3 + 3 for n in names), reverse=True)
+        while k > 1 and 8 + sum(cost[:k]) > max_tokens:
+            k -= 1
+    return max(k, 1)
+
+
 def _meta(request: SlateRequest) -> dict:
     """What the call log records about the request behind an LLM call (``Run.decisions()``)."""
     return {"user": request.user_id, "sim_time": float(request.time)}
@@ -83,6 +140,10 @@ class LLMStats:
         self.tool_calls = 0
         self.fallbacks = 0
         self.cache_hits = 0
+        self.ranking_answers = 0         # ranking answers read (with a text)
+        self.unknown_name_answers = 0    # ... naming something that was not shown
+        self.capped_answers = 0          # ... that ran to llm.max_tokens
+        self.ranking_answer_tokens = 0
 
     def add(self, result) -> None:
         self.llm_calls += 1
@@ -93,7 +154,10 @@ class LLMStats:
         return {"requests": self.requests, "llm_calls": self.llm_calls, "tool_calls": self.tool_calls,
                 "fallbacks": self.fallbacks, "cache_hits": self.cache_hits,
                 "llm_calls_per_request": round(self.llm_calls / n, 3),
-                "tool_calls_per_request": round(self.tool_calls / n, 3)}
+                "tool_calls_per_request": round(self.tool_calls / n, 3),
+                "ranking_answers": self.ranking_answers, "unknown_name_answers": self.unknown_name_answers,
+                "answers_at_max_tokens": self.capped_answers,
+                "ranking_answer_tokens_mean": round(self.ranking_answer_tokens / max(self.ranking_answers, 1), 1)}
 
 
 class LLMRanker(BaseRecommender):
@@ -113,6 +177,12 @@ class LLMRanker(BaseRecommender):
         shuffle: bool = Field(True, description="show the candidates in a random order (seeded)")
         system_prompt: str = Field("You are a recommender system. Recommend items from the catalog only.")
         domain: str = Field("movie", min_length=1, max_length=40, description="what the items are, in the prompts")
+        answer: Literal["list", "free"] = Field("list", description=(
+            "list: a JSON list of the shown items' names, held to them by constrained decoding (it ends with "
+            "the list); free: a free-text numbered list read by first mention (Kumar & Lakkaraju's form)"))
+        list_items: int = Field(10, ge=1, le=500, description=(
+            "at most this many names in a list answer (fewer if they would not fit in llm.max_tokens); the "
+            "items it leaves out keep the retriever's order"))
 
     def __init__(self, params=None, *, rng=None, llm=None):
         super().__init__(params, rng=rng, llm=llm)
@@ -140,8 +210,44 @@ class LLMRanker(BaseRecommender):
     def rank_items(self, items: np.ndarray, query: str, seed: int) -> np.ndarray:
         """One LLM ranking of ``items`` for a new user asking ``query``: each item's
         first-mention rank (1 = first, ``len(items) + 1`` = not named)."""
-        self.llm_rank(np.asarray(items), query, "a shopper", seed=seed)
+        self._run_sync(self._item_steps(np.asarray(items), query, seed))
+        return self._item_ranks(items)
+
+    async def arank_items(self, items: np.ndarray, query: str, seed: int,
+                          call: Callable[[Any], Awaitable[Any]] | None = None) -> np.ndarray:
+        """``rank_items`` on the caller's event loop: each LLM request goes through ``call``
+        (default: the service's ``acomplete``), so many rankings can be in flight together
+        (each on its own recommender: the ranking state is per object)."""
+        await self._run_async(self._item_steps(np.asarray(items), query, seed), call or self.llm.acomplete)
+        return self._item_ranks(items)
+
+    def _item_ranks(self, items: np.ndarray) -> np.ndarray:
         return np.array([self.last_ranks.get(int(i), len(items) + 1) for i in items], dtype=np.int64)
+
+    def _item_steps(self, items: np.ndarray, query: str, seed: int) -> Generator:
+        return self._rank_steps(items, query, "a shopper", "rank", seed, None)
+
+    # --------------------------------------------------------------- LLM calls
+    # The ranking logic is written once, as generators that yield each LLM request and are
+    # sent its result; ``_run_sync`` answers them with the service's ``complete`` (the world's
+    # path), ``_run_async`` with an awaitable call (the STS study's batches).
+
+    def _run_sync(self, steps: Generator):
+        try:
+            q = next(steps)
+            while True:
+                q = steps.send(self.llm.complete(q.messages, q.schema, q.seed, **q.meta))
+        except StopIteration as done:
+            return done.value
+
+    @staticmethod
+    async def _run_async(steps: Generator, call: Callable[[Any], Awaitable[Any]]):
+        try:
+            q = next(steps)
+            while True:
+                q = steps.send(await call(q))
+        except StopIteration as done:
+            return done.value
 
     # --------------------------------------------------------------- prompts
 
@@ -174,20 +280,42 @@ class LLMRanker(BaseRecommender):
 
     def ranking_messages(self, items: np.ndarray, request_text: str, profile: str) -> list[dict]:
         lines = "\n".join(self.item_json(int(i)) for i in items)
-        user = (f"Catalog (one JSON object per line):\n{lines}\n\nUser: {profile}\nRequest: {request_text}\n"
-                "Recommend these items to the user as a numbered list, best first, one name per line.")
+        ask = ("Recommend these items to the user as a numbered list, best first, one name per line."
+               if self.params.answer == "free" else
+               'Recommend these items to the user, best first: answer with a JSON object {"ranking": [...]} '
+               "listing their names as the catalog writes them.")
+        user = f"Catalog (one JSON object per line):\n{lines}\n\nUser: {profile}\nRequest: {request_text}\n{ask}"
         return [{"role": "system", "content": self.params.system_prompt}, {"role": "user", "content": user}]
 
-    def llm_rank(self, items: np.ndarray, request_text: str, profile: str, purpose: str = "rank",
-                 seed: int | None = None, meta: dict | None = None) -> tuple[np.ndarray, bool]:
-        """``items`` reordered by the LLM (unmentioned ones keep their order, after the
-        mentioned ones); the flag is False when the answer named none of them."""
-        if len(items) == 0:
-            return items, True
-        r = self.llm.complete(self.ranking_messages(items, request_text, profile), None, seed, purpose=purpose,
-                              **(meta or {}))
-        self.llm_stats.add(r)
-        ranks = rank_by_first_mention(r.text or "", [short_name(self.catalog.titles[i]) for i in items])
+    def _max_tokens(self) -> int | None:
+        cfg = getattr(self.llm, "config", None)
+        return getattr(cfg, "max_tokens", None)
+
+    def ranking_request(self, items: np.ndarray, request_text: str, profile: str, purpose: str = "rank",
+                        seed: int | None = None, meta: dict | None = None):
+        """The LLM request of one ranking (``answer: list`` adds the schema of the list)."""
+        from recworld.simulator.llm.service import LLMRequest
+
+        schema = None
+        if self.params.answer == "list":
+            names = [short_name(self.catalog.titles[i]) for i in items]
+            schema = ranking_schema(names, list_length(names, self.params.list_items, self._max_tokens()))
+        return LLMRequest(self.ranking_messages(items, request_text, profile), schema, seed,
+                          {"purpose": purpose, **(meta or {})})
+
+    def read_ranking(self, items: np.ndarray, r) -> tuple[np.ndarray, bool]:
+        """``items`` in the order of the answer ``r`` (see ``llm_rank``); counts the answer."""
+        st = self.llm_stats
+        st.add(r)
+        names = [short_name(self.catalog.titles[i]) for i in items]
+        text = "\n".join(r.parsed.ranking) if getattr(r.parsed, "ranking", None) else (r.text or "")
+        if r.text:
+            st.ranking_answers += 1
+            st.unknown_name_answers += int(unknown_entries(r.text, names) > 0)
+            limit = self._max_tokens()
+            st.capped_answers += int(bool(limit) and r.completion_tokens >= limit)
+            st.ranking_answer_tokens += int(r.completion_tokens)
+        ranks = rank_by_first_mention(text, names)
         self.last_ranks = {int(i): int(k) for i, k in zip(items, ranks)}
         if not r.ok or (ranks > len(items)).all():
             self.llm_stats.fallbacks += 1
@@ -195,6 +323,19 @@ class LLMRanker(BaseRecommender):
                      self.name, len(items), r.error or "no item named")
             return items, False
         return items[np.argsort(ranks, kind="stable")], True
+
+    def _rank_steps(self, items: np.ndarray, request_text: str, profile: str, purpose: str, seed: int | None,
+                    meta: dict | None) -> Generator:
+        if len(items) == 0:
+            return items, True
+        r = yield self.ranking_request(items, request_text, profile, purpose, seed, meta)
+        return self.read_ranking(items, r)
+
+    def llm_rank(self, items: np.ndarray, request_text: str, profile: str, purpose: str = "rank",
+                 seed: int | None = None, meta: dict | None = None) -> tuple[np.ndarray, bool]:
+        """``items`` reordered by the LLM (unmentioned ones keep their order, after the
+        mentioned ones); the flag is False when the answer named none of them."""
+        return self._run_sync(self._rank_steps(items, request_text, profile, purpose, seed, meta))
 
     def request_text(self, request: SlateRequest) -> str:
         if request.query:
@@ -292,16 +433,21 @@ class ToolRec(LLMRanker):
         return TOOLREC_SYSTEM.format(domain=p.domain, group=p.group, Group=p.group.capitalize(), year=year,
                                      example=example, genres=", ".join(c.genre_names))
 
-    def rank_items(self, items: np.ndarray, query: str, seed: int) -> np.ndarray:
-        """The ReAct loop over the catalog for a new user asking ``query``, then the final
-        rerank: each of ``items``' first-mention rank in that final answer."""
+    def _item_steps(self, items: np.ndarray, query: str, seed: int) -> Generator:
+        """``rank_items``: the ReAct loop over the catalog for a new user asking ``query``, then
+        the final rerank; each of ``items``' first-mention rank in that final answer."""
         n = len(self.catalog)
-        self.run_loop(SlateRequest(user=0, k=n), np.ones(n, dtype=bool), query, query, seed)
-        return np.array([self.last_ranks.get(int(i), len(items) + 1) for i in items], dtype=np.int64)
+        return self._loop_steps(SlateRequest(user=0, k=n), np.ones(n, dtype=bool), query, query, seed)
 
     def run_loop(self, request: SlateRequest, allowed: np.ndarray, task: str, final_request: str,
                  seed: int) -> np.ndarray:
         """The ReAct loop, then the final LLM rerank: the gathered items, best first."""
+        return self._run_sync(self._loop_steps(request, allowed, task, final_request, seed))
+
+    def _loop_steps(self, request: SlateRequest, allowed: np.ndarray, task: str, final_request: str,
+                    seed: int) -> Generator:
+        from recworld.simulator.llm.service import LLMRequest
+
         st = self.llm_stats
         st.requests += 1
         d = self.params.domain
@@ -310,7 +456,7 @@ class ToolRec(LLMRanker):
                     {"role": "user", "content": f"The user: {profile}. {task}"}]
         pool: list[int] = []
         for rnd in range(self.params.max_rounds):
-            r = self.llm.complete(messages, ToolAction, seed + rnd, purpose="toolrec_action", **_meta(request))
+            r = yield LLMRequest(messages, ToolAction, seed + rnd, {"purpose": "toolrec_action", **_meta(request)})
             st.add(r)
             if not r.ok:
                 st.fallbacks += 1
@@ -332,8 +478,8 @@ class ToolRec(LLMRanker):
                 if not pool:
                     obs = "Nothing gathered yet to rerank; retrieve first."
                 else:
-                    ranked, _ = self.llm_rank(np.array(pool), f"rank by {a.attribute}: {a.value}", profile,
-                                              purpose="toolrec_rerank", seed=seed + 100 + rnd, meta=_meta(request))
+                    ranked, _ = yield from self._rank_steps(np.array(pool), f"rank by {a.attribute}: {a.value}",
+                                                            profile, "toolrec_rerank", seed + 100 + rnd, _meta(request))
                     pool = [int(i) for i in ranked[:k]]
                     obs = "Kept: " + "; ".join(short_name(self.catalog.titles[i]) for i in pool[:10])
             messages.append({"role": "user", "content": f"Observation: {obs}\nNext action?"})
@@ -342,6 +488,6 @@ class ToolRec(LLMRanker):
         shown = np.array(pool[: self.params.pool])
         if self.params.shuffle:                        # the final list in a random order, as the ranker's
             shown = self.rng.permutation(shown)
-        ranked, _ = self.llm_rank(shown, final_request, profile, purpose="toolrec_final", seed=seed + 999,
-                                  meta=_meta(request))
+        ranked, _ = yield from self._rank_steps(shown, final_request, profile, "toolrec_final", seed + 999,
+                                                _meta(request))
         return ranked

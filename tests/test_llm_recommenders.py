@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("litellm")
 
 from recworld.simulator.testing.scripted import answer  # noqa: E402
-from recworld.recommenders.llm import LLMRanker, ToolRec, rank_by_first_mention  # noqa: E402
+from recworld.recommenders.llm import LLMRanker, ToolRec, rank_by_first_mention, short_name  # noqa: E402
 from recworld.simulator.data.sources import load_movielens  # noqa: E402
 from recworld.simulator.testing.fakellm import FakeLLMServer, Reply  # noqa: E402
 from recworld.simulator.llm.service import LLMService  # noqa: E402
@@ -101,3 +101,45 @@ def test_toolrec_genre_and_year_tools(ml, tmp_path):
     y = rec._tool(req(ml), allowed, "year", "1990s", 50)
     assert len(y) and all(1990 <= c.year[i] <= 1999 for i in y)
     assert len(rec._tool(req(ml), allowed, "genre", "no such genre", 5)) == 0
+
+
+def test_list_answers_hold_to_the_shown_names_and_stop_with_the_list(ml, tmp_path):
+    import json
+
+    from recworld.recommenders.llm import answer_entries, list_length, unknown_entries
+
+    with FakeLLMServer(answer) as srv:             # the scripted list answer: the allowed names reversed
+        rec = fitted(LLMRanker, ml, srv, tmp_path, candidates=6, shuffle=False, list_items=4)
+        slate = rec.recommend(req(ml))
+        body = srv.requests[0]
+    shown = [json.loads(line)["name"] for line in body["messages"][-1]["content"].splitlines()
+             if line.startswith("{")]
+    spec = body["response_format"]["json_schema"]["schema"]["properties"]["ranking"]
+    assert spec["items"]["enum"] == shown and spec["maxItems"] == 4      # only these names, at most 4
+    assert [short_name(ml.catalog.titles[i]) for i in slate.items[:4]] == shown[::-1][:4]
+    st = rec.stats()
+    assert st["fallbacks"] == 0 and st["ranking_answers"] == 1 and st["unknown_name_answers"] == 0
+    # the list is as long as fits in max_tokens: 20 names of 30 characters, 13 tokens each, 8 for the rest
+    assert list_length(["x" * 30] * 20, 20, 160) == 11 and list_length(["ab"] * 20, 5, 160) == 5
+    assert answer_entries('{"ranking": ["A", "B"]}') == ["A", "B"]
+    assert unknown_entries("1. **Alpha** - good\n2. Omega 3000\nHope this helps!", ["Alpha", "Beta"]) == 1
+
+
+def test_free_answers_are_read_by_first_mention_and_their_made_up_names_counted(ml, tmp_path):
+    def chatty(body, n):
+        assert "response_format" not in body                # free text: no schema, no grammar
+        first = [line for line in body["messages"][-1]["content"].splitlines() if line.startswith("{")][2]
+        name = json.loads(first)["name"]
+        return Reply(f"1. {name}\n2. Espresso Deluxe 3000\n\nHope this helps! Enjoy", completion_tokens=160)
+
+    import json
+
+    with FakeLLMServer(chatty) as srv:
+        rec = fitted(LLMRanker, ml, srv, tmp_path, candidates=6, shuffle=False, answer="free")
+        slate = rec.recommend(req(ml))
+    st = rec.stats()
+    assert st["unknown_name_answers"] == 1 and st["answers_at_max_tokens"] == 1 and st["fallbacks"] == 0
+    base = LLMRanker({"candidates": 6, "shuffle": False}, rng=np.random.default_rng(0))
+    base.fit(ml.ratings, ml.catalog)
+    retrieved = super(LLMRanker, base)._rank(req(ml))[:6]
+    assert slate.items[0] == retrieved[2]                   # the one name it gave goes first

@@ -14,7 +14,7 @@ from recworld.simulator.data.sources import load_products  # noqa: E402
 from recworld.simulator.testing.fakellm import FakeLLMServer, Reply  # noqa: E402
 from recworld.simulator.llm.service import LLMService  # noqa: E402
 from recworld.simulator.scenario import ScenarioError, load_scenario  # noqa: E402
-from recworld.simulator.testing.scripted import answer  # noqa: E402
+from recworld.simulator.testing.scripted import answer, schema_name  # noqa: E402
 
 
 @pytest.fixture
@@ -24,15 +24,19 @@ def coffee():
 
 def persuadable(body: dict, n: int) -> Reply:
     """Ranking requests: products listed in prompt order, except that a product whose text
-    holds more of the words 'best' / 'top' goes first (graded, so a search can climb).
-    ToolRec actions and everything else: the scripted answers."""
-    if (body.get("response_format") or {}).get("json_schema"):
+    holds more of the words 'best' / 'top' goes first (graded, so a search can climb); as a
+    JSON list when the request has the list schema, else as a numbered list.  ToolRec actions
+    and everything else: the scripted answers."""
+    name = schema_name(body)
+    if name and name != "Ranking":
         return answer(body, n)
     text = body["messages"][-1]["content"]
     objs = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     names = [o.get("Name", o.get("name")) for o in objs]
     pull = [len(re.findall(r"\b(best|top)\b", json.dumps(o).lower())) for o in objs]
     order = sorted(range(len(names)), key=lambda j: -pull[j])
+    if name == "Ranking":
+        return Reply(json.dumps({"ranking": [names[j] for j in order]}))
     return Reply("\n".join(f"{k}. {names[j]}" for k, j in enumerate(order, 1)))
 
 
@@ -84,7 +88,7 @@ def test_protocol_measures_a_persuadable_ranker(coffee, tmp_path):
                           "I am looking for a {domain}.")
         res = {name: study.trials(RecommenderConfig(name=name), "the best top choice", 8, seed=1)
                for name in ("llm_ranker", "toolrec")}
-        prompts = [r["messages"][-1]["content"] for r in srv.requests if not r.get("response_format")]
+        prompts = [r["messages"][-1]["content"] for r in srv.requests if schema_name(r) != "ToolAction"]
         llm.close()
     assert any("I am looking for a coffee machine." in p for p in prompts)
     r = res["llm_ranker"]
@@ -206,3 +210,80 @@ def test_a_post_about_the_target_that_names_it_counts_once():
     # post 0: about it and naming it (once); post 1: about it; post 2: names it; post 3: neither
     assert sts._post_mentions(posts, 3, "ColdBrew Master") == 3
     assert sts._mentions(posts["text"], "ColdBrew Master") == 2
+
+
+def _study(llm, coffee):
+    return sts.Study(coffee, "ColdBrew Master", llm, "after_description", "Description", "coffee machine",
+                     "I am looking for a {domain}.")
+
+
+def test_search_budget_is_a_hard_cap_on_calls(coffee, tmp_path):
+    from recworld.simulator.scenario import RecommenderConfig
+
+    ranker = RecommenderConfig(name="llm_ranker")
+    with FakeLLMServer(persuadable) as srv:
+        llm = service(srv, tmp_path)
+        # 2 orders: the baseline and the start cost 4 calls, each candidate 2; 9 leaves 1 unused
+        out = sts.optimize(_study(llm, coffee), ranker, budget_calls=9, orders=2, length=3, edits=1, init="",
+                           seed=4)
+        assert len(srv.requests) == out["calls"] == 8 and out["discarded_calls"] == 0
+        assert [c["calls"] for c in out["curve"]] == [4, 6, 8]
+        with pytest.raises(ValueError, match="at least 6 LLM calls"):
+            sts.optimize(_study(llm, coffee), ranker, budget_calls=3, orders=3, length=3, edits=1, init="", seed=4)
+        assert len(srv.requests) == 8                          # refused before any call
+        # toolrec: 7 calls per ranking with the scripted actions; a cut-off batch stops at the budget
+        n0 = len(srv.requests)
+        study = _study(llm, coffee)
+        order = np.arange(study.n)
+        jobs = [(RecommenderConfig(name="toolrec"), "", order, s) for s in (1, 2)]
+        with pytest.raises(sts.BudgetSpent):
+            study.rank_many(jobs, sts.CallBudget(10))
+        assert len(srv.requests) - n0 == 10 and study.calls == 10
+        tool = sts.optimize(_study(llm, coffee), RecommenderConfig(name="toolrec"), budget_calls=40, orders=2,
+                            length=3, edits=1, init="", seed=4)
+        llm.close()
+    assert tool["calls"] == 28 and len(srv.requests) - n0 - 10 == 28      # a third scoring (14) would not fit
+    with pytest.raises(ScenarioError, match="budget_calls"):
+        sts.run_sts({"data": {"source": "products", "path": "coffee_machines"},
+                     "sts": {"target": "ColdBrew Master", "optimize": {"budget_calls": 3, "orders": 3}}},
+                    tmp_path / "x", progress=False)
+
+
+def test_protocol_sends_rankings_together_with_the_results_of_one_at_a_time(coffee, tmp_path):
+    """Answers arrive in a shuffled order (random delays): the batch gives the same ranks as
+    asking one ranking at a time, with several requests in flight but never more than the limit."""
+    import random
+    import threading
+
+    from recworld.simulator.scenario import RecommenderConfig
+
+    lock, rnd = threading.Lock(), random.Random(0)
+
+    def slow(body, n):
+        with lock:
+            delay = rnd.random() * 0.05
+        r = persuadable(body, n)
+        r.delay = delay
+        return r
+
+    cfgs = [RecommenderConfig(name="llm_ranker"), RecommenderConfig(name="toolrec", max_rounds=3)]
+    with FakeLLMServer(slow) as srv:
+        llm = LLMService({"model": "openai/fake", "api_base": srv.url, "cache": False, "retries": 0,
+                          "timeout_s": 5, "max_concurrency": 3}, log_path=tmp_path / "calls.jsonl")
+        study = _study(llm, coffee)
+        together = study.protocol(cfgs, "the best top choice", 4, seed=7)
+        in_flight = srv.max_seen_in_flight
+        calls_together = study.calls
+        one = _study(llm, coffee)
+        rng = np.random.default_rng(7)
+        trials = [(rng.permutation(one.n), int(rng.integers(2**31 - 1))) for _ in range(4)]
+        alone = {c.name: ([one.target_rank(c, "", o, s) for o, s in trials],
+                          [one.target_rank(c, "the best top choice", o, s) for o, s in trials]) for c in cfgs}
+        llm.close()
+    assert 1 < in_flight <= 3
+    for c in cfgs:
+        assert (together[c.name]["ranks_without"], together[c.name]["ranks_with"]) == alone[c.name]
+    assert together["llm_ranker"]["ranks_with"] == [1] * 4
+    assert calls_together == one.calls == sum(together[c.name]["llm_calls"] for c in cfgs)
+    p = together["llm_ranker"]
+    assert p["llm_calls"] == 8 and p["ranking_answers"] == 8 and p["unknown_name_answers"] == 0

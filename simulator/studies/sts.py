@@ -4,7 +4,7 @@ A scenario's ``sts:`` section names a target item and an STS hidden in its text.
 ``recworld sts SCENARIO`` then
 
 1. optionally **searches** an STS without gradients (hill climbing over word edits, scored
-   by the target's mean rank over a few shuffled product orders, within a budget of LLM
+   by the target's mean rank over a few shuffled product orders, within a hard budget of LLM
    calls), so it works against any API model;
 2. runs the **protocol** of Kumar & Lakkaraju for every LLM recommender: N trials, each a
    random product order shown once with and once without the STS (same order, same seed);
@@ -19,14 +19,23 @@ A scenario's ``sts:`` section names a target item and an STS hidden in its text.
 and writes ``results.json``, ``report.md`` and ``plots/``.  The searched STS is scored on
 the search's own orders; the protocol draws fresh orders, so its figures are not the
 search's optimism.
+
+Rankings that do not depend on each other go to the LLM together (``Study.rank_many``): the
+orders a candidate STS is scored on, and every trial of every recommender of the protocol.
+Each ranking runs on its own recommender with its own seed, and the results are read in the
+order the rankings were asked for, so the study gives the same figures whatever order the
+answers arrive in (and the same as asking one at a time); at most ``llm.max_concurrency``
+requests are in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +93,43 @@ def protocol_stats(with_sts: np.ndarray, without: np.ndarray, n_items: int, seed
 # ----------------------------------------------------------------------------- protocol
 
 
+class BudgetSpent(RuntimeError):
+    """A ranking needed an LLM request after the search's budget was used up."""
+
+
+class CallBudget:
+    """A hard cap on LLM requests: ``take()`` says whether one more may be sent (and counts it).
+    A request is one answer asked of the service (a cached answer counts too, so a warm cache
+    changes no search); the service's own retries and its repair try of an invalid structured
+    answer belong to that request."""
+
+    def __init__(self, limit: int):
+        self.limit, self.spent = int(limit), 0
+
+    @property
+    def left(self) -> int:
+        return self.limit - self.spent
+
+    def take(self) -> bool:
+        if self.spent >= self.limit:
+            return False
+        self.spent += 1
+        return True
+
+
+#: answer counts of the LLM recommenders' stats() that the study adds up
+ANSWER_KEYS = ("ranking_answers", "unknown_name_answers", "answers_at_max_tokens")
+
+
+def answer_counts(stats: list[dict]) -> dict:
+    """The ranking answers of many recommenders' stats(): how many, how many named something
+    that was not shown, how many ran to max_tokens, their mean length in tokens."""
+    out = {k: sum(int(st.get(k, 0)) for st in stats) for k in ANSWER_KEYS}
+    tokens = sum(float(st.get("ranking_answer_tokens_mean", 0)) * int(st.get("ranking_answers", 0)) for st in stats)
+    out["ranking_answer_tokens_mean"] = round(tokens / out["ranking_answers"], 1) if out["ranking_answers"] else None
+    return out
+
+
 class Study:
     """One catalog with a target: the recommenders, the LLM service and the prompts."""
 
@@ -95,6 +141,8 @@ class Study:
         self.query = query.replace("{domain}", domain)
         self.n = len(catalog)
         self.calls = 0
+        #: the recommenders' stats() of the last rank_many, in job order
+        self.last_stats: list[dict] = []
 
     def catalog_with(self, sts: str):
         return inject(self.catalog, self.target, sts, self.position, self.field) if sts else self.catalog
@@ -120,32 +168,91 @@ class Study:
         rec.fit(None, catalog)
         return rec
 
-    def target_rank(self, cfg, sts: str, order: np.ndarray, seed: int) -> int:
-        """The target's first-mention rank for one product order (1 = first, n + 1 = absent).
-        The catalog itself is put in the trial's order, so the prompt lists the products in
-        it and the tools break ties by it."""
+    def _ranker(self, cfg, sts: str, order: np.ndarray, seed: int):
+        """(recommender, index of the target) for one ranking.  The catalog itself is put in
+        the trial's order, so the prompt lists the products in it and the tools break ties
+        by it."""
         from recworld.simulator.data.catalog import Catalog
 
         cat = Catalog(self.catalog_with(sts).items.iloc[order])
         target = int(np.flatnonzero(np.asarray(order) == self.target)[0])
-        rec = self.make(cfg, cat, seed)
+        return self.make(cfg, cat, seed), target
+
+    def target_rank(self, cfg, sts: str, order: np.ndarray, seed: int) -> int:
+        """The target's first-mention rank for one product order (1 = first, n + 1 = absent),
+        asked on its own (``rank_many`` asks many at once, with the same results)."""
+        rec, target = self._ranker(cfg, sts, order, seed)
         ranks = rec.rank_items(np.arange(self.n), self.query, seed)
-        self.calls += int(rec.stats().get("llm_calls", 0))
+        self.last_stats = [rec.stats()]
+        self.calls += int(self.last_stats[0].get("llm_calls", 0))
         return int(ranks[target])
 
-    def trials(self, cfg, sts: str, n: int, seed: int, progress=None) -> dict:
-        """The protocol: ``n`` random orders, each with and without the STS (paired)."""
+    def rank_many(self, jobs: list[tuple], budget: CallBudget | None = None, progress=None) -> list[int]:
+        """The target's rank for each job ``(recommender config, sts, order, seed)``, all sent
+        to the LLM together (at most ``llm.max_concurrency`` requests in flight); results in
+        job order.  With a ``budget``, a request beyond it is not sent: the rankings that
+        needed one raise ``BudgetSpent`` (after the others have finished)."""
+        made = [self._ranker(*job) for job in jobs]          # built here: the loop only waits for answers
+        limit = max(1, int(getattr(getattr(self.llm, "config", None), "max_concurrency", 1) or 1))
+
+        async def batch():
+            sem = asyncio.Semaphore(limit)
+
+            async def call(q):
+                if budget is not None and not budget.take():
+                    raise BudgetSpent(f"the budget of {budget.limit} LLM calls is spent")
+                return await self.llm.acomplete(q, sem)
+
+            async def one(rec, seed):
+                if hasattr(rec, "arank_items"):
+                    ranks = await rec.arank_items(np.arange(self.n), self.query, seed, call)
+                else:                                        # a plug-in with the synchronous method only
+                    ranks = await asyncio.to_thread(rec.rank_items, np.arange(self.n), self.query, seed)
+                if progress:
+                    progress(1)
+                return ranks
+
+            return await asyncio.gather(*(one(rec, job[3]) for (rec, _), job in zip(made, jobs)),
+                                        return_exceptions=True)
+
+        results = self.llm.background().run(batch())
+        self.last_stats = [rec.stats() for rec, _ in made]   # job order, whatever came first
+        self.calls += sum(int(st.get("llm_calls", 0)) for st in self.last_stats)
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, BudgetSpent):
+                raise r
+        for r in results:
+            if isinstance(r, BudgetSpent):
+                raise r
+        return [int(ranks[target]) for ranks, (_, target) in zip(results, made)]
+
+    def protocol(self, cfgs: list, sts: str, n: int, seed: int, progress=None) -> dict:
+        """The protocol for every recommender config in ``cfgs``: ``n`` random orders (the same
+        for each), each with and without the STS (paired), all rankings sent together.
+        Returns {name: figures}, each with its LLM calls and answer counts."""
         rng = np.random.default_rng(seed)
-        w, o = [], []
-        for t in range(n):
-            order = rng.permutation(self.n)
-            s = int(rng.integers(2**31 - 1))
-            o.append(self.target_rank(cfg, "", order, s))
-            w.append(self.target_rank(cfg, sts, order, s))
-            if progress:
-                progress(2)
-        out = protocol_stats(np.array(w), np.array(o), self.n, seed)
-        out["ranks_with"], out["ranks_without"] = w, o
+        trials = [(rng.permutation(self.n), int(rng.integers(2**31 - 1))) for _ in range(n)]
+        jobs = [(cfg, text, order, s) for cfg in cfgs for order, s in trials for text in ("", sts)]
+        t0 = time.perf_counter()
+        ranks = self.rank_many(jobs, progress=progress)
+        wall = round(time.perf_counter() - t0, 2)
+        out = {}
+        for k, cfg in enumerate(cfgs):
+            part = slice(2 * n * k, 2 * n * (k + 1))
+            o, w = ranks[part][0::2], ranks[part][1::2]
+            res = protocol_stats(np.array(w), np.array(o), self.n, seed)
+            res["ranks_with"], res["ranks_without"] = w, o
+            res["llm_calls"] = sum(int(st.get("llm_calls", 0)) for st in self.last_stats[part])
+            res.update(answer_counts(self.last_stats[part]))
+            res["wall_s"] = wall                             # the batch's, shared by its recommenders
+            out[cfg.name] = res
+        return out
+
+    def trials(self, cfg, sts: str, n: int, seed: int, progress=None) -> dict:
+        """The protocol for one recommender: ``n`` random orders, each with and without the STS
+        (paired)."""
+        out = self.protocol([cfg], sts, n, seed, progress)[cfg.name]
+        out.pop("llm_calls", None)
         return out
 
 
@@ -162,32 +269,45 @@ def vocabulary(catalog) -> list[str]:
 def optimize(study: Study, cfg, budget_calls: int, orders: int, length: int, edits: int, init: str, seed: int,
              progress=None) -> dict:
     """Hill climbing over word edits.  A candidate's score is the target's mean rank over
-    ``orders`` fixed shuffled orders (lower is better); an edit is kept when it scores no
-    worse.  Returns the best STS, its score, the no-STS score on the same orders and the
-    progress curve (LLM calls spent, best score so far)."""
+    ``orders`` fixed shuffled orders (lower is better), its rankings sent together; an edit is
+    kept when it scores no worse.  ``budget_calls`` is a hard cap on the LLM requests of the
+    whole search, the no-STS baseline and the starting STS included: a candidate is only tried
+    when the calls of the last scoring still fit, and one that would need a call beyond the
+    budget is cut off and discarded (its calls are reported as ``discarded_calls``).
+    Returns the best STS, its score, the no-STS score on the same orders and the progress
+    curve (LLM calls spent, best score so far)."""
+    if budget_calls < 2 * orders:
+        raise ValueError(f"sts.optimize.budget_calls is {budget_calls}: the search needs at least {2 * orders} LLM "
+                         f"calls to score the no-STS baseline and its starting STS on {orders} orders (one call per "
+                         "ranking; toolrec needs more); raise budget_calls or lower sts.optimize.orders")
     rng = np.random.default_rng(seed)
     vocab = vocabulary(study.catalog)
     fixed = [(rng.permutation(study.n), int(rng.integers(2**31 - 1))) for _ in range(orders)]
-    spent = 0
+    budget = CallBudget(budget_calls)
+    t0 = time.perf_counter()
 
-    start = study.calls
-    last_cost = len(fixed)                         # LLM calls of one scoring (a guess until one ran)
-
-    def score(sts: str) -> float:
-        nonlocal spent, last_cost
-        before = study.calls
-        ranks = [study.target_rank(cfg, sts, order, s) for order, s in fixed]
-        last_cost = max(1, study.calls - before)
-        spent = study.calls - start                # LLM calls (cached answers included)
-        if progress:
-            progress(len(fixed))
-        return float(np.mean(ranks))
+    def scores(texts: list[str]) -> list[float] | None:
+        """Mean ranks of ``texts``, all their rankings in one batch; None when the budget
+        cut them off."""
+        jobs = [(cfg, text, order, s) for text in texts for order, s in fixed]
+        try:
+            ranks = study.rank_many(jobs, budget, progress)
+        except BudgetSpent:
+            return None
+        return [float(np.mean(ranks[k * orders:(k + 1) * orders])) for k in range(len(texts))]
 
     words = init.split() if init.strip() else [vocab[i] for i in rng.integers(0, len(vocab), size=length)]
-    baseline = score("")
-    best_words, best = words, score(" ".join(words))
-    curve = [{"calls": spent, "best_mean_rank": best, "candidate_mean_rank": best}]
-    while spent + last_cost <= budget_calls:
+    first = scores(["", " ".join(words)])
+    if first is None:
+        raise ValueError(f"sts.optimize.budget_calls ({budget_calls}) ran out before the search had scored the "
+                         f"no-STS baseline and its starting STS on {orders} orders with {cfg.name}; raise "
+                         "budget_calls or lower sts.optimize.orders")
+    baseline, best = first
+    best_words = words
+    last_cost = max(1, -(-budget.spent // 2))          # LLM calls of one scoring (the last one's)
+    curve = [{"calls": budget.spent, "best_mean_rank": best, "candidate_mean_rank": best}]
+    discarded = 0
+    while budget.spent + last_cost <= budget_calls:
         cand = list(best_words)
         for _ in range(edits):
             op = rng.random()
@@ -199,12 +319,19 @@ def optimize(study: Study, cfg, budget_calls: int, orders: int, length: int, edi
                 cand.insert(j, new)                           # insert one
             else:
                 del cand[j]                                   # drop one
-        s = score(" ".join(cand))
+        before = budget.spent
+        got = scores([" ".join(cand)])
+        if got is None:                                       # cut off by the budget: not a score
+            discarded = budget.spent - before
+            break
+        last_cost = max(1, budget.spent - before)
+        s = got[0]
         if s <= best:
             best_words, best = cand, s
-        curve.append({"calls": spent, "best_mean_rank": best, "candidate_mean_rank": s})
+        curve.append({"calls": budget.spent, "best_mean_rank": best, "candidate_mean_rank": s})
     return {"sts": " ".join(best_words), "best_mean_rank": best, "no_sts_mean_rank": baseline,
-            "calls": spent, "orders": orders, "curve": curve, "scored_with": cfg.name}
+            "calls": budget.spent, "budget_calls": budget_calls, "discarded_calls": discarded, "orders": orders,
+            "curve": curve, "scored_with": cfg.name, "wall_s": round(time.perf_counter() - t0, 2)}
 
 
 # ----------------------------------------------------------------------------- world A/B
@@ -307,6 +434,11 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
     for name, cat, target, *_ in studies:
         find_item(cat, target)                      # a wrong target fails before any LLM call
     n_trials, budget = st.trials, st.optimize.budget_calls
+    if budget and budget < 2 * st.optimize.orders:
+        raise ScenarioError([("sts.optimize.budget_calls",
+                              f"{budget} LLM calls cannot score the no-STS baseline and a starting STS on "
+                              f"{st.optimize.orders} orders (at least {2 * st.optimize.orders}); raise it or lower "
+                              "sts.optimize.orders")])
     # progress in rankings asked for (a search's ranking is one llm_ranker call; a ToolRec
     # ranking is its whole loop)
     total = len(studies) * (budget + n_trials * 2 * len(st.recommenders))
@@ -329,12 +461,9 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
                                          st.optimize.edits, text, s_opt, progress=bar.update)
                 text = res["search"]["sts"]
             res["sts"] = text
-            res["protocol"] = {}
-            for cfg in st.recommenders:
-                bar.set_description(f"sts {res['catalog']}: {cfg.name}")
-                calls0 = study.calls
-                res["protocol"][cfg.name] = study.trials(cfg, text, n_trials, s_proto, progress=bar.update)
-                res["protocol"][cfg.name]["llm_calls"] = study.calls - calls0
+            bar.set_description(f"sts {res['catalog']}: {', '.join(c.name for c in st.recommenders)}")
+            # every recommender's trials in one batch (the same orders for each, as before)
+            res["protocol"] = study.protocol(list(st.recommenders), text, n_trials, s_proto, progress=bar.update)
             results["studies"][name] = res
             _write(out, results)                    # each finished catalog is kept, whatever comes next
         results["llm"] = llm.metrics()
@@ -404,7 +533,8 @@ def report(results: dict) -> str:
                   f"STS: `{s['sts']}`", ""]
         if "search" in s:
             se = s["search"]
-            lines += [f"Search ({se['scored_with']}, {se['calls']} LLM calls, {se['orders']} orders): mean rank "
+            cap = f" of a budget of {se['budget_calls']}" if "budget_calls" in se else ""
+            lines += [f"Search ({se['scored_with']}, {se['calls']} LLM calls{cap}, {se['orders']} orders): mean rank "
                       f"{se['no_sts_mean_rank']:.2f} without an STS, {se['best_mean_rank']:.2f} with the best "
                       "found (on the search's own orders).", ""]
         lines += ["| recommender | trials | mean rank without → with | gain [95% CI] | top-1 without | "
@@ -416,6 +546,11 @@ def report(results: dict) -> str:
                 f"{_ci(p['top1_without_ci'])} | {p['top1_with']:.2f} {_ci(p['top1_with_ci'])} | "
                 f"{p['advantage']:.2f} {_ci(p['advantage_ci'])} | {p['disadvantage']:.2f} "
                 f"{_ci(p['disadvantage_ci'])} | {p['llm_calls']} |")
+        answers = [f"{rec}: {p['ranking_answers']} ranking answers, {p['unknown_name_answers']} naming something "
+                   f"not in the list shown, {p['answers_at_max_tokens']} cut at max_tokens"
+                   for rec, p in s["protocol"].items() if p.get("ranking_answers") is not None]
+        if answers:
+            lines += ["", "Answers: " + "; ".join(answers) + "."]
         lines += ["", f"![ranks](plots/ranks_{name}.png)", ""]
         if "search" in s:
             lines += [f"![search](plots/search_{name}.png)", ""]
