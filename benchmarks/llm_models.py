@@ -126,12 +126,22 @@ def run(model: str, constrain: str, n_slates: int) -> dict:
             "s_per_decision": round(wall / n, 2)}
 
 
-def run_logprobs(model: str, n_slates: int, temperature: float = 1.0, top_logprobs: int = 20) -> dict:
-    """The ``logprobs`` mode, through the brain's own prompts, scoring and draws."""
+def run_logprobs(model: str, n_slates: int, temperature: float = 1.0, top_logprobs: int = 20,
+                 ratings: bool = True, also: tuple[float, ...] = ()) -> dict:
+    """The ``logprobs`` mode, through the brain's own prompts, scoring and draws.  ``also``:
+    further pick temperatures whose draws from the same scores are reported too (no ratings);
+    ``ratings=False`` skips the rating requests."""
     import numpy as np
-
-    from recworld.agents.llm import (NONE_LABEL, PICK_FORMAT, JSON_FORMAT, draw_picks, label_logprobs,
-                                     load_templates, pick_labels, rate_schema)
+    from recworld.agents.llm import (
+        JSON_FORMAT,
+        NONE_LABEL,
+        PICK_FORMAT,
+        draw_picks,
+        label_logprobs,
+        load_templates,
+        pick_labels,
+        rate_schema,
+    )
     from recworld.agents.parametric import ParametricBrain
     from recworld.simulator.llm.service import LLMRequest
 
@@ -153,6 +163,7 @@ def run_logprobs(model: str, n_slates: int, temperature: float = 1.0, top_logpro
         scored = svc.complete_many(reqs)
         t_scores = time.perf_counter() - t0
         valid = picks = loved_n = disliked_n = top_loved = top_disliked = none_top = 0
+        extra: dict[float, list[int]] = {}
         rate_reqs, rate_meta = [], []
         for k, (r, (loved, disliked, slate, s)) in enumerate(zip(scored, meta)):
             scores = label_logprobs(r.top_logprobs, labels)
@@ -165,11 +176,17 @@ def run_logprobs(model: str, n_slates: int, temperature: float = 1.0, top_logpro
             top_disliked += slate[best][1] == disliked
             none_top += none > scores.max()
             drawn = draw_picks(scores, none, np.random.default_rng(k), 2, temperature, after_pick)
+            for t in also:
+                more = draw_picks(scores, none, np.random.default_rng(k), 2, t, after_pick)
+                tally = extra.setdefault(t, [0, 0, 0])
+                tally[0] += len(more)
+                tally[1] += sum(slate[j][1] == loved for j in more)
+                tally[2] += sum(slate[j][1] == disliked for j in more)
             for j in drawn:
                 picks += 1
                 loved_n += slate[j][1] == loved
                 disliked_n += slate[j][1] == disliked
-            if drawn:
+            if drawn and ratings:
                 chosen = "\n".join(f"{i}. {slate[j][0]} [{slate[j][1]}]" for i, j in enumerate(drawn, 1))
                 prompt = tpl["page_rate"].safe_substitute(day=1, clock="20:00", page=1, query_note="", chosen=chosen)
                 rate_reqs.append(LLMRequest([{"role": "system", "content": _system(loved, disliked, JSON_FORMAT)},
@@ -192,7 +209,10 @@ def run_logprobs(model: str, n_slates: int, temperature: float = 1.0, top_logpro
             "none_share": _share(none_top, valid),
             "rating_loved": _mean(r_loved), "rating_disliked": _mean(r_disliked),
             "rate_requests": len(rate_reqs), "s_per_score_request": round(t_scores / n, 2),
-            "s_per_decision": round(wall / n, 2)}
+            "s_per_decision": round(wall / n, 2),
+            **({"other_temperatures": {str(t): {"picks_per_page": round(k / max(valid, 1), 2),
+                                                "loved_share": _share(lo, k), "disliked_share": _share(di, k)}
+                                       for t, (k, lo, di) in extra.items()}} if extra else {})}
 
 
 def main() -> None:
@@ -200,13 +220,18 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["gemma-3-270m", "smollm2-135m"])
     ap.add_argument("--modes", nargs="+", default=["json", "logprobs"], choices=["json", "logprobs"])
     ap.add_argument("--constrain", nargs="+", default=["llguidance", "none"], help="json mode: constraint modes")
-    ap.add_argument("--pick-temperature", type=float, default=1.0, help="logprobs mode: the brain's pick_temperature")
+    ap.add_argument("--pick-temperature", type=float, nargs="+", default=[1.0], help=(
+        "logprobs mode: the brain's pick_temperature (several: the others' draws from the same scores are "
+        "reported too, under other_temperatures)"))
+    ap.add_argument("--no-ratings", action="store_true", help="logprobs mode: skip the rating requests")
     ap.add_argument("--slates", type=int, default=5, help="slates per persona (5 personas)")
     args = ap.parse_args()
     for model in args.models:
         for mode in args.modes:
             if mode == "logprobs":
-                print(json.dumps(run_logprobs(model, args.slates, args.pick_temperature)), flush=True)
+                t0, *more = args.pick_temperature
+                print(json.dumps(run_logprobs(model, args.slates, t0, ratings=not args.no_ratings,
+                                              also=tuple(more))), flush=True)
                 continue
             for constrain in args.constrain:
                 print(json.dumps(run(model, constrain, args.slates)), flush=True)
