@@ -56,6 +56,7 @@ class FakeLLMServer:
         self.requests: list[dict] = []
         self.in_flight = 0
         self.max_seen_in_flight = 0
+        self.stopped = False               # after stop(): kept-alive connections are dropped too
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_in_flight) if max_in_flight else None
         server = self
@@ -69,6 +70,9 @@ class FakeLLMServer:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                if server.stopped:           # a dead server answers nothing, also on an open connection
+                    self.close_connection = True
+                    return
                 if server._slots:
                     server._slots.acquire()
                 try:
@@ -124,7 +128,9 @@ class FakeLLMServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the socket (a server that dies: later calls are refused)."""
+        """Stop serving and close the socket (a server that dies: later calls are refused, and
+        requests on connections kept alive from before are dropped unanswered)."""
+        self.stopped = True
         self._httpd.shutdown()
         self._httpd.server_close()
 
