@@ -27,6 +27,10 @@ import pandas as pd
 
 from recworld.simulator.output.intervals import LEVEL, band, interval
 
+#: the metrics of ``recworld compare``'s report and compare.csv
+COMPARE_COLUMNS = ["ctr", "watches", "watch_minutes", "mean_rating", "genre_entropy_per_user", "catalog_coverage",
+                   "exposure_gini", "regret_total", "regret_per_slate", "regret_per_slate_last_third", "slates_shown"]
+
 #: run columns that are never metrics
 NOT_METRICS = {"seed", "attempts", "wall_seconds", "users", "simulated_days", "simulated_minutes", "status", "folder"}
 #: time-series columns drawn by default, with their labels

@@ -65,10 +65,10 @@ def memory_rows(state) -> list[tuple]:
 
 def covered_users(folder: Path, states, max_users: int | None, seed: int) -> list[int] | None:
     """The user ids whose memories are written: None for all (a small population), else the
-    users ``report.html`` embeds first (``view.sample_order`` over the users with events)."""
+    users ``report.html`` embeds first (``sample.sample_order`` over the users with events)."""
     if len(states) <= ALL_USERS:
         return None
-    from recworld.simulator.output.view import DEFAULT_USERS, sample_order
+    from recworld.simulator.output.sample import DEFAULT_USERS, sample_order
 
     n = DEFAULT_USERS if max_users is None else int(max_users)
     try:

@@ -81,8 +81,8 @@ def write_page(folder, kind: str | None = None, users: int | None = None) -> tup
 
         return kind, write_study_html(folder, kind)
     if kind == "compare":
+        from recworld.simulator.output.arms import COMPARE_COLUMNS as COLUMNS
         from recworld.simulator.output.arms import write_arms_html
-        from recworld.simulator.studies.compare import COLUMNS
 
         data = json.loads((folder / "compare.json").read_text(encoding="utf-8"))
         runs, series = _arms_from_files(folder, data.get("runs") or [])

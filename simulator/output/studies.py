@@ -22,6 +22,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+#: per-user F1 of a public reproduction of Agent4Rec (1,000 LLM avatars), at 1:1 / 1:3 / 1:9
+AGENT4REC_F1 = {"1:1": 0.501, "1:3": 0.373, "1:9": 0.223}
+
 #: bins of the per-user F1 histogram (0, 0.1, ..., 1; the last bin holds 1.0)
 F1_BINS = 10
 
@@ -114,7 +117,6 @@ def fidelity_data(folder) -> dict:
     """The JSON the fidelity page draws, from ``folder/fidelity.json`` and ``fidelity_users.csv``."""
     import csv
 
-    from recworld.simulator.studies.fidelity import AGENT4REC_F1
 
     folder = Path(folder)
     res = _read_json(folder / "fidelity.json")        # NaN (e.g. an undefined correlation) is shown as –

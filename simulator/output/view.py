@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-#: users whose timelines ``report.html`` embeds, unless told otherwise (scenario ``output.html_users``)
-DEFAULT_USERS = 200
+from recworld.simulator.output.sample import DEFAULT_USERS, sample_order  # noqa: F401 - part of this module's API
 #: bytes of embedded timelines at most (JSON); users past it are left to ``recworld view``
 DEFAULT_MAX_BYTES = 3_000_000
 #: cut-offs that keep the summary small in large runs
@@ -61,14 +60,6 @@ def clean(x):
     except (TypeError, ValueError):
         pass
     return str(x)
-
-
-def sample_order(users, seed: int = 0) -> list[int]:
-    """``users`` (ids; duplicates ignored) in the seeded random order ``report.html`` embeds
-    them in (``memories.parquet`` of a large run follows it too)."""
-    active = sorted({int(u) for u in users})
-    rng = np.random.default_rng(seed)
-    return [active[i] for i in rng.permutation(len(active))]
 
 
 def dumps(obj) -> str:

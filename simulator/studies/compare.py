@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-COLUMNS = ["ctr", "watches", "watch_minutes", "mean_rating", "genre_entropy_per_user", "catalog_coverage",
-           "exposure_gini", "regret_total", "regret_per_slate", "regret_per_slate_last_third", "slates_shown"]
+from recworld.simulator.output.arms import COMPARE_COLUMNS as COLUMNS  # noqa: E402 - the report pages use them too
 #: the metrics ``recworld compare`` prints (the report and compare.csv have all of COLUMNS)
 PRINTED = ["ctr", "watches", "catalog_coverage", "exposure_gini", "regret_per_slate"]
 DEFAULT_SEEDS = 5

@@ -618,7 +618,7 @@ def _top(score: np.ndarray, k: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- writing
 
 #: Agent4Rec's figures as reproduced publicly (1,000 LLM avatars, per-user averages)
-AGENT4REC_F1 = {"1:1": 0.501, "1:3": 0.373, "1:9": 0.223}
+from recworld.simulator.output.studies import AGENT4REC_F1  # noqa: E402 - the published figures, shown by the page too
 
 
 def _f(v, d: int = 3) -> str:
