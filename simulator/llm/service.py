@@ -406,6 +406,7 @@ class LLMService:
         self.cache: ResponseCache | None = None
         self._cache_write_errors = 0                       # of caches already closed
         self._log_file = None
+        self._price_unknown = False                        # litellm had no price for the model: cost 0 from then on
         try:
             self.config = self._resolve(s)
             if s.cache:
@@ -505,6 +506,10 @@ class LLMService:
 
     def _cost(self, response) -> float:
         cfg = self.config
+        if not (cfg.input_cost_per_token or cfg.output_cost_per_token) and (
+                cfg.input_cost_per_token is not None or cfg.output_cost_per_token is not None
+                or self._price_unknown):
+            return 0.0              # a free model, or one litellm has no price for: no lookup per call
         try:
             if cfg.input_cost_per_token is not None or cfg.output_cost_per_token is not None:
                 return float(self._lib().completion_cost(
@@ -513,6 +518,7 @@ class LLMService:
                                            "output_cost_per_token": cfg.output_cost_per_token or 0.0}))
             return float(self._lib().completion_cost(completion_response=response))
         except Exception:  # noqa: BLE001 - unknown price: count tokens, cost 0
+            self._price_unknown = True
             return 0.0
 
     def _record(self, req: LLMRequest, key: str, r: LLMResult, invalid_answer: str | None = None) -> None:
