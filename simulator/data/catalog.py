@@ -158,10 +158,9 @@ class Catalog:
             score = self._match_counts(query)
             cand = np.flatnonzero(score)
             out = cand[np.lexsort((-self.popularity[cand], -score[cand]))]
-            out.flags.writeable = False         # shared by every caller of the same query
             self._search_cache[query] = out
             if len(self._search_cache) > self.QUERY_CACHE:
                 self._search_cache.popitem(last=False)
         else:
             self._search_cache.move_to_end(query)
-        return out if limit is None else out[:limit]
+        return (out if limit is None else out[:limit]).copy()     # the caller's own array (the cache stays intact)
