@@ -19,6 +19,17 @@ def products_folder() -> Path:
     return ROOT.parent / "shared" / "data" / "llm-rank-optimizer"
 
 
+def tiny_run_scenario(**over) -> dict:
+    """A one-day run on the tiny MovieLens fixture (10 users), as a dict; ``over`` replaces top-level keys."""
+    scn = {"name": "tiny", "seed": 3, "duration_days": 1,
+           "data": {"source": "movielens", "path": str(DATA / "movielens_tiny"), "min_ratings": 5},
+           "population": {"size": 10, "activity": {"median_sessions_per_day": 6}},
+           "social": {"graph": "small_world", "degree": 4},
+           "recommender": {"name": "popularity"}, "session": {"page_size": 5}}
+    scn.update(over)
+    return scn
+
+
 @pytest.fixture
 def tiny_ml() -> Path:
     return DATA / "movielens_tiny"

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import tiny_run_scenario as scenario
 
 from recworld.simulator.output.browser import missing
 
@@ -23,16 +24,6 @@ pytestmark = pytest.mark.skipif(WHY is not None, reason=f"headless browser tests
 
 DATA = Path(__file__).resolve().parent / "data"
 TIMEOUT = 20
-
-
-def scenario(**over):
-    scn = {"name": "tiny", "seed": 3, "duration_days": 1,
-           "data": {"source": "movielens", "path": str(DATA / "movielens_tiny"), "min_ratings": 5},
-           "population": {"size": 10, "activity": {"median_sessions_per_day": 6}},
-           "social": {"graph": "small_world", "degree": 4},
-           "recommender": {"name": "popularity"}, "session": {"page_size": 5}}
-    scn.update(over)
-    return scn
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +254,6 @@ def test_a_run_with_no_events_renders_every_view(browser, tmp_path):
     browser.driver.get((run.path / "report.html").resolve().as_uri() + f"#user={idle}")
     assert "did nothing" in wait(browser, "#user-idle").text
     assert browser.console_errors() == []
-
 
 
 def test_a_users_memories_and_reflections_are_in_the_timeline(browser, runs):

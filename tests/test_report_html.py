@@ -6,27 +6,16 @@ import re
 import threading
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tiny_run_scenario as scenario
 
 from recworld.simulator.run import load_run, run_scenario
 
-DATA = Path(__file__).resolve().parent / "data"
 
 DATA_RE = re.compile(r'<script id="recworld-data" type="application/json">(.*?)</script>', re.S)
-
-
-def scenario(**over):
-    scn = {"name": "tiny", "seed": 3, "duration_days": 1,
-           "data": {"source": "movielens", "path": str(DATA / "movielens_tiny"), "min_ratings": 5},
-           "population": {"size": 10, "activity": {"median_sessions_per_day": 6}},
-           "social": {"graph": "small_world", "degree": 4},
-           "recommender": {"name": "popularity"}, "session": {"page_size": 5}}
-    scn.update(over)
-    return scn
 
 
 def page_data(path) -> dict:

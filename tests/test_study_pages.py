@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import tiny_run_scenario as scenario
 
 from recworld.simulator.cli import main
 from recworld.simulator.run import load_run, run_scenario
@@ -19,16 +20,6 @@ def page_data(path) -> dict:
     m = DATA_RE.search(Path(path).read_text(encoding="utf-8"))
     assert m, "no embedded data"
     return json.loads(m.group(1))
-
-
-def scenario(**over):
-    scn = {"name": "tiny", "seed": 3, "duration_days": 1,
-           "data": {"source": "movielens", "path": str(DATA / "movielens_tiny"), "min_ratings": 5},
-           "population": {"size": 10, "activity": {"median_sessions_per_day": 6}},
-           "social": {"graph": "small_world", "degree": 4},
-           "recommender": {"name": "popularity"}, "session": {"page_size": 5}}
-    scn.update(over)
-    return scn
 
 
 # ----------------------------------------------------------------------------- fidelity
