@@ -417,10 +417,7 @@ class LLMBrain(Brain):
                 if 0 <= pos < n and pos not in picks:
                     picks.append(pos)
                     pending[int(items[pos])] = (float(w.rating), w.feeling.strip())
-            q = a.query.strip() or None
-            if a.next == "search" and q is None:
-                q = self.fallback.search_query(state, now)
-            return PageChoice(picks, a.next, q)
+            return self._page_choice(state, picks, a, now)
         return Think([req], then)
 
     def _pick_by_logprobs(self, state: UserState, items: np.ndarray, page: int, now: float):
@@ -477,11 +474,15 @@ class LLMBrain(Brain):
             pending = state.extra.setdefault("pending", {})
             for j, w in zip(picks, a.watched):
                 pending[int(items[j])] = (float(w.rating), w.feeling.strip())
-            q = a.query.strip() or None
-            if a.next == "search" and q is None:
-                q = self.fallback.search_query(state, now)
-            return PageChoice(picks, a.next, q)
+            return self._page_choice(state, picks, a, now)
         return Think([req], then)
+
+    def _page_choice(self, state: UserState, picks: list[int], answer, now: float) -> PageChoice:
+        """The picks and the answer's next step; a search without a query gets the parametric brain's."""
+        q = answer.query.strip() or None
+        if answer.next == "search" and q is None:
+            q = self.fallback.search_query(state, now)
+        return PageChoice(picks, answer.next, q)
 
     def _continue(self, state: UserState, picks: list[int], now: float) -> PageChoice:
         """What the user does after a page, by the parametric brain's rule (stay, then search or next)."""
