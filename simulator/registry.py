@@ -31,6 +31,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     "brains": {
         "parametric": "recworld.agents.parametric:ParametricBrain",
         "llm": "recworld.agents.llm:LLMBrain",
+        "shill": "recworld.agents.shill:ShillBrain",
     },
 }
 
