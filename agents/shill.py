@@ -21,11 +21,17 @@ from typing import ClassVar
 
 import numpy as np
 from pydantic import ConfigDict, Field, field_validator
-
 from recworld.agents.parametric import FEELINGS, ActivityMix, ParametricBrain
 from recworld.simulator.data.catalog import Catalog
 from recworld.simulator.data.population import Population
-from recworld.simulator.protocols import Consumption, Dialogue, Post, PostDraft, PostReaction, UserState
+from recworld.simulator.protocols import (
+    Consumption,
+    Dialogue,
+    Post,
+    PostDraft,
+    PostReaction,
+    UserState,
+)
 
 CHAT_MESSAGES = (
     "Have you tried {target}? Honestly the best thing I have bought in ages.",

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from recworld.agents.shill import ShillBrain
 from recworld.simulator import registry
 from recworld.simulator.testing.checks import check_brain
@@ -82,7 +81,10 @@ def test_shill_talks_and_posts_about_the_target():
 def test_attacker_seats_are_the_users_the_builder_gives_the_shill_brain():
     from recworld.simulator.build import build_parts, make_brains
     from recworld.simulator.scenario import load_scenario
-    from recworld.simulator.studies.sts_world import attacker_indices, attackers_override
+    from recworld.simulator.studies.sts_world import (
+        attacker_indices,
+        attackers_override,
+    )
 
     raw = coffee_world(population={"size": 40, "groups": [{"share": 0.25, "brain": {"name": "parametric",
                                                                                   "fatigue": 1.0}}]})
@@ -153,10 +155,14 @@ def test_spread_counts_hops_chains_and_what_followed(tmp_path):
     assert sp["chats_naming_target"] == 1 and sp["attacker_chats"] == 1 and sp["attacker_posts"] == 1
     assert sp["posts_about_target"] == 0
     assert sp["leave_by_choice_share"] == 0.5 and sp["quiet_late_share"] == 0.5
+    # a user left out of the measurement (world_ab leaves every arm's attacker seats out)
+    less = spread(tmp_path / "run", TARGET, attackers=[1], exclude=[3])
+    assert less["ordinary_users"] == 3 and less["target_heard_of"] == 2 and less["target_impressions"] == 1
+    assert less["by_hop"]["2"] == {"users": 0, "heard": 0, "share": None}
     # without attackers named (and none in the scenario): no hops, the rest the same
     none = spread(tmp_path / "run", TARGET)
     assert none["by_hop"] == {} and none["heard_hop1"] is None and none["heard_from_attackers"] == 0
-    with pytest.raises(ValueError, match="not users of the run"):
+    with pytest.raises(ValueError, match="are not users of the run"):
         spread(tmp_path / "run", TARGET, attackers=[99])
     with pytest.raises(ValueError, match="not an item of the run"):
         spread(tmp_path / "run", "Teapot")
@@ -166,8 +172,12 @@ def test_spread_counts_hops_chains_and_what_followed(tmp_path):
 
 
 def test_world_ab_attackers_spread_the_word_paired_over_seeds(tmp_path):
-    from recworld.simulator.studies.sts_world import (attackers_override, world_ab, world_ab_plots,
-                                                      world_ab_report)
+    from recworld.simulator.studies.sts_world import (
+        attackers_override,
+        world_ab,
+        world_ab_plots,
+        world_ab_report,
+    )
 
     scn = coffee_world()
     arms = {"without": [], "attackers": [attackers_override(scn, 0.1, TARGET)],
@@ -199,3 +209,17 @@ def test_world_ab_attackers_spread_the_word_paired_over_seeds(tmp_path):
                      target=TARGET)
     assert again["status"] == "completed"
     assert again["summary"]["attackers"]["target_heard_of"] == res["summary"]["attackers"]["target_heard_of"]
+
+
+def test_command_line_writes_the_report(tmp_path, capsys):
+    from recworld.simulator.studies.sts_world import main
+
+    path = tmp_path / "scn.yaml"
+    path.write_text(yaml.safe_dump(coffee_world(duration_days=1, sts={"target": TARGET})))
+    assert main([str(path), "--set", "population.size=30", "--seeds", "2", "--share", "0.2", "--out",
+                 str(tmp_path / "ab"), "--no-progress"]) == 0
+    assert "| shills_0.2 | 2 |" in capsys.readouterr().out
+    report = (tmp_path / "ab" / "report.md").read_text()
+    assert "Difference from `without`" in report and "plots/world_ab_hops.png" in report
+    assert sorted(p.name for p in (tmp_path / "ab").glob("*-seed*")) == [
+        "shills_0.2-seed3", "shills_0.2-seed4", "without-seed3", "without-seed4"]

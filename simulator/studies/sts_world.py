@@ -36,8 +36,8 @@ import math
 import re
 import traceback
 from collections import deque
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -183,12 +183,15 @@ def _mean(x: pd.Series) -> float | None:
     return float(x.mean()) if len(x) else None
 
 
-def spread(run_folder, target_name: str, attackers: Iterable[int] | None = None) -> dict:
+def spread(run_folder, target_name: str, attackers: Iterable[int] | None = None,
+           exclude: Iterable[int] | None = None) -> dict:
     """How far word of ``target_name`` spread in one run (see the module's docstring).
 
-    ``attackers``: user ids to treat as attackers (default: the run's shill groups, rebuilt
-    from its ``scenario.yaml``).  Every figure counts ordinary users only.  Returns the flat
-    figures of ``METRICS`` plus ``by_hop`` (per graph hop: users, heard, share),
+    ``attackers``: user ids to treat as attackers, the sources hops and chains start from
+    (default: the run's shill groups, rebuilt from its ``scenario.yaml``); ``exclude``: more
+    user ids to leave out of the measurement besides them (``world_ab`` leaves out the same
+    users in every arm).  Every figure counts the remaining, ordinary users only.  Returns the
+    flat figures of ``METRICS`` plus ``by_hop`` (per graph hop: users, heard, share),
     ``chain`` (heard-of by chain hop and channel) and ``attackers``/``ordinary_users``.
     """
     from recworld.simulator.output.metrics import impressions
@@ -202,20 +205,19 @@ def spread(run_folder, target_name: str, attackers: Iterable[int] | None = None)
     scn = load_scenario(run.scenario)
     user_ids = users["user_id"].to_numpy(dtype=np.int64)
     index = {int(u): k for k, u in enumerate(user_ids.tolist())}
-    if attackers is None:
-        att_idx = attacker_indices(scn, len(user_ids))
-    else:
-        att = [int(a) for a in attackers]
-        unknown = [a for a in att if a not in index]
-        if unknown:
-            raise ValueError(f"attackers {unknown[:5]} are not users of the run")
-        att_idx = sorted(index[a] for a in att)
+    att = None if attackers is None else [int(a) for a in attackers]
+    extra = [int(u) for u in (exclude or [])]
+    unknown = [a for a in (att or []) + extra if a not in index]
+    if unknown:
+        raise ValueError(f"attackers or excluded users {unknown[:5]} are not users of the run")
+    att_idx = attacker_indices(scn, len(user_ids)) if att is None else sorted(index[a] for a in att)
     att_ids = set(user_ids[att_idx].tolist())
+    left_out = att_ids | set(extra)
     tid = _target_id(items, target_name)
     title = str(items.loc[items["item_id"] == tid, "title"].iloc[0])
-    ordinary = ~ev["user_id"].isin(att_ids)
+    ordinary = ~ev["user_id"].isin(left_out)
     kind = ev["kind"]
-    n_ord = len(user_ids) - len(att_ids)
+    n_ord = len(user_ids) - len(left_out & set(index))
 
     # exposure
     imp = impressions(ev[ordinary & (kind == "slate")])
@@ -274,10 +276,11 @@ def spread(run_folder, target_name: str, attackers: Iterable[int] | None = None)
         graph = _social_graph(scn, user_ids)
         dist = graph_hops(graph.friends, att_idx)
         heard_idx = {index[int(u)] for u in heard["user_id"].tolist()}
+        gone = {index[u] for u in left_out if u in index}
         by_hop = {}
         for h in range(1, MAX_HOP + 2):
             at = (dist == h) if h <= MAX_HOP else ((dist > MAX_HOP) | (dist < 0))
-            members = np.flatnonzero(at).tolist()
+            members = [m for m in np.flatnonzero(at).tolist() if m not in gone]
             k = sum(1 for m in members if m in heard_idx)
             key = str(h) if h <= MAX_HOP else f"{MAX_HOP + 1}+"
             by_hop[key] = {"users": len(members), "heard": k, "share": k / len(members) if members else None}
@@ -292,12 +295,12 @@ def spread(run_folder, target_name: str, attackers: Iterable[int] | None = None)
     chats = ev[kind == "chat"]
     names_target = _names(chats["text"], title) | chats["items"].map(
         lambda xs: xs is not None and tid in list(xs))
-    out["chats_naming_target"] = int((names_target & ~chats["user_id"].isin(att_ids)).sum())
+    out["chats_naming_target"] = int((names_target & ~chats["user_id"].isin(left_out)).sum())
     out["attacker_chats"] = int((names_target & chats["user_id"].isin(att_ids)).sum())
     posts = ev[(kind == "post") & (ev["item_id"] == tid)]
-    by_att = posts["user_id"].isin(att_ids)
-    out["posts_about_target"] = int((~by_att).sum())
-    out["reposts_about_target"] = int((~by_att & (posts["value"] > 0)).sum())
+    by_att, mine = posts["user_id"].isin(att_ids), ~posts["user_id"].isin(left_out)
+    out["posts_about_target"] = int(mine.sum())
+    out["reposts_about_target"] = int((mine & (posts["value"] > 0)).sum())
     out["attacker_posts"] = int(by_att.sum())
     reads = ev[ordinary & (kind == "read_post") & (ev["item_id"] == tid)]
     out["target_post_reads"] = len(reads)
@@ -375,12 +378,13 @@ def world_ab(scenario_dict, arms: dict[str, list[str]], seeds: int | list[int], 
     try:
         for s in seed_list:
             n_users = None
-            seats: set[int] = set()
+            own: dict[str, list[int]] = {}
             for a in labels:                    # the attackers' seats of this seed, over every arm
                 scn = resolved[(a, s)]
                 if any(_is_shill(g.brain.name) for g in scn.population.groups):
                     n_users = n_users or _population_size(scn)
-                    seats |= set(attacker_indices(scn, n_users))
+                    own[a] = attacker_indices(scn, n_users)
+            seats = sorted(set().union(*own.values())) if own else []
             for a in labels:
                 scn = resolved[(a, s)]
                 folder = out / _folder_name(a, s)
@@ -399,7 +403,10 @@ def world_ab(scenario_dict, arms: dict[str, list[str]], seeds: int | list[int], 
                         row["error"] = m.get("error") or _error_line(folder)
                     else:
                         ids = pd.read_parquet(folder / "users.parquet", columns=["user_id"])["user_id"].to_numpy()
-                        sp = spread(folder, target, attackers=ids[sorted(seats)].tolist())
+                        # hops and chains start from the arm's own attackers (an arm without any: from
+                        # the seats, as a placebo); every arm leaves all seats out of its figures
+                        sp = spread(folder, target, attackers=ids[own.get(a, seats)].tolist(),
+                                    exclude=ids[seats].tolist())
                         row.update({k: sp.get(k) for k in METRICS})
                         row["by_hop"] = sp["by_hop"]
                         row["chain"] = sp["chain"]
@@ -635,3 +642,47 @@ def world_ab_plots(result: dict, plots_dir, metrics: list[str] | None = None) ->
         fig.savefig(path, dpi=100)
         written["world_ab_hops.png"] = path
     return written
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def write_world_ab(result: dict, out) -> Path:
+    """``report.md`` and ``plots/`` of a world A/B in ``out`` (``world_ab.json`` is written by ``world_ab``)."""
+    out = Path(out)
+    plots = world_ab_plots(result, out / "plots")
+    text = world_ab_report(result) + "".join(f"\n![{name}](plots/{name})\n" for name in plots)
+    (out / "report.md").write_text(text, encoding="utf-8")
+    return out / "report.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m recworld.simulator.studies.sts_world SCENARIO [--set K=V ...] --share 0.1 --seeds 5 --out DIR``:
+    the scenario as it is against the scenario with a shill group of each ``--share``."""
+    import argparse
+
+    from recworld.simulator.scenario import load_scenario
+
+    ap = argparse.ArgumentParser(prog="python -m recworld.simulator.studies.sts_world", description=main.__doc__)
+    ap.add_argument("scenario")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting of the base scenario (every arm), as recworld run --set")
+    ap.add_argument("--share", type=float, action="append", help="share of shills in an attack arm (repeatable; "
+                                                                   "default 0.1)")
+    ap.add_argument("--target", help="the promoted item's title (default: the scenario's sts.target)")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    base = load_scenario(args.scenario, args.overrides).model_dump(mode="json")
+    arms = {"without": []}
+    for share in args.share or [0.1]:
+        arms[f"shills_{share:g}"] = [attackers_override(base, share, args.target)]
+    result = world_ab(base, arms, args.seeds, Path(args.out), progress=not args.no_progress, target=args.target)
+    print(world_ab_report(result))
+    print(f"written: {write_world_ab(result, args.out)}")
+    return 0 if result["status"] == "completed" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
