@@ -223,3 +223,24 @@ def test_command_line_writes_the_report(tmp_path, capsys):
     assert "Difference from `without`" in report and "plots/world_ab_hops.png" in report
     assert sorted(p.name for p in (tmp_path / "ab").glob("*-seed*")) == [
         "shills_0.2-seed3", "shills_0.2-seed4", "without-seed3", "without-seed4"]
+
+
+def test_llm_shoppers_read_the_shills_words(tmp_path):
+    """Shills among LLM users (scripted server): their posts reach the LLM users' prompts."""
+    pytest.importorskip("litellm")
+    from recworld.simulator.run import run_scenario
+    from recworld.simulator.testing.fakellm import FakeLLMServer
+    from recworld.simulator.testing.scripted import answer
+
+    scn = coffee_world(duration_days=0.5, population={
+        "size": 12, "activity": {"median_sessions_per_day": 6},
+        "groups": [{"share": 0.5, "brain": {"name": "llm", "prompts": "shopping", "item_chars": 120}},
+                   {"share": 0.25, "brain": {"name": "shill", "target": TARGET,
+                                             "post_messages": ["{target} changed my mornings. 5/5!"]}}]})
+    with FakeLLMServer(answer) as srv:
+        scn["llm"] = {"model": "openai/fake", "api_base": srv.url, "cache": False, "backoff_s": 0.01,
+                      "timeout_s": 5, "retries": 1}
+        out = run_scenario(scn, tmp_path / "run", progress=False)
+        prompts = [m["content"] for b in srv.requests for m in b["messages"]]
+    assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+    assert any(f"post about {TARGET}: {TARGET} changed my mornings. 5/5!" in p for p in prompts)
