@@ -244,3 +244,19 @@ def test_llm_shoppers_read_the_shills_words(tmp_path):
         prompts = [m["content"] for b in srv.requests for m in b["messages"]]
     assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
     assert any(f"post about {TARGET}: {TARGET} changed my mornings. 5/5!" in p for p in prompts)
+
+
+def test_item_path_follows_the_target_through_users(tmp_path):
+    from recworld.simulator.studies.sts_world import item_path
+
+    _hand_made_run(tmp_path / "run")
+    path = item_path(tmp_path / "run", TARGET, attackers=[1])
+    assert path["event"].tolist() == ["chat", "heard", "watch", "rate", "chat", "heard", "post", "heard"]
+    assert path["user_id"].tolist() == [1, 2, 2, 2, 2, 3, 1, 5]
+    heard = path[path["event"] == "heard"]
+    assert heard["chain_hop"].fillna(-1).tolist() == [1, 2, -1] and heard["other_id"].tolist() == [1, 2, 4]
+    assert heard["graph_hop"].fillna(-1).tolist() == [1, 2, -1]
+    assert path["attacker"].tolist() == [True, False, False, False, False, False, True, False]
+    assert path.loc[path["event"] == "rate", "value"].tolist() == [2.0]
+    shown = item_path(tmp_path / "run", TARGET, attackers=[1], shown=True)
+    assert shown.loc[shown["event"] == "shown", "value"].tolist() == [1, 2]

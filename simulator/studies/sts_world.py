@@ -255,15 +255,7 @@ def spread(run_folder, target_name: str, attackers: Iterable[int] | None = None,
     out["rating_told_buyers"] = _mean(t_rates.loc[was_told, "value"])
     out["rating_other_buyers"] = _mean(t_rates.loc[~was_told, "value"])
 
-    chain: dict[int, int | None] = {}
-    for u, src in zip(heard["user_id"].tolist(), heard["other_id"].tolist()):
-        src = None if pd.isna(src) else int(src)
-        if src in att_ids:
-            chain[u] = 1
-        elif src is not None and chain.get(src) is not None:
-            chain[u] = chain[src] + 1
-        else:
-            chain[u] = None
+    chain = _chain(heard, att_ids)
     hops = pd.Series([chain[u] for u in heard["user_id"].tolist()], dtype="float64")
     out["heard_from_attackers"] = int((hops == 1).sum())
     out["heard_chain_2plus"] = int((hops >= 2).sum())
@@ -316,6 +308,68 @@ def spread(run_folder, target_name: str, attackers: Iterable[int] | None = None,
     out["quiet_late_share"] = len(early - late) / len(early) if early else None
     out["sessions_per_user"] = len(starts) / n_ord if n_ord else None
     return out
+
+
+def _chain(heard: pd.DataFrame, att_ids: set) -> dict[int, int | None]:
+    """Per user who heard (``heard`` events of one item, in time order, one per user): the
+    chain hop (1 = told by an attacker, k + 1 = told by a user at chain hop k), None when the
+    teller found the item on their own."""
+    chain: dict[int, int | None] = {}
+    for u, src in zip(heard["user_id"].tolist(), heard["other_id"].tolist()):
+        src = None if pd.isna(src) else int(src)
+        if src in att_ids:
+            chain[int(u)] = 1
+        elif src is not None and chain.get(src) is not None:
+            chain[int(u)] = chain[src] + 1
+        else:
+            chain[int(u)] = None
+    return chain
+
+
+def item_path(run_folder, target_name: str, attackers: Iterable[int] | None = None,
+              shown: bool = False) -> pd.DataFrame:
+    """The target's path through the users of one run, one row per event about it, in time
+    order: chats naming it, posts and re-posts about it, reads of those posts, ``heard``
+    (with the chain hop), searches naming it, watches and ratings; ``shown``: also every page
+    that showed it (``slate``, with its slot).  Columns: ``time``, ``user_id``, ``attacker``,
+    ``graph_hop`` (the user's distance from the nearest attacker; missing without attackers
+    or when unreachable), ``event``, ``other_id`` (chat partner, post author or who told),
+    ``chain_hop``, ``value`` (rating, post hop, slot), ``text``.  ``attackers`` as in ``spread``."""
+    from recworld.simulator.run import load_run
+    from recworld.simulator.scenario import load_scenario
+
+    run = load_run(run_folder)
+    ev, users, items = run.events, run.users, run.items
+    scn = load_scenario(run.scenario)
+    user_ids = users["user_id"].to_numpy(dtype=np.int64)
+    index = {int(u): k for k, u in enumerate(user_ids.tolist())}
+    att_idx = attacker_indices(scn, len(user_ids)) if attackers is None else sorted(index[int(a)] for a in attackers)
+    att_ids = set(user_ids[att_idx].tolist())
+    tid = _target_id(items, target_name)
+    title = str(items.loc[items["item_id"] == tid, "title"].iloc[0])
+    kind = ev["kind"]
+    about = (ev["item_id"] == tid) & kind.isin(["heard", "watch", "rate", "post", "read_post"])
+    chats = (kind == "chat") & (_names(ev["text"], title) | ev["items"].map(
+        lambda xs: xs is not None and tid in list(xs)))
+    searches = (kind == "search") & _names(ev["text"], title)
+    slates = (kind == "slate") & ev["items"].map(lambda xs: xs is not None and tid in list(xs)) if shown \
+        else pd.Series(False, index=ev.index)
+    rows = ev[about | chats | searches | slates].sort_values("time", kind="stable")
+    heard = ev[(kind == "heard") & (ev["item_id"] == tid)].sort_values("time", kind="stable").drop_duplicates("user_id")
+    chain = _chain(heard, att_ids)
+    dist = graph_hops(_social_graph(scn, user_ids).friends, att_idx) if att_idx else None
+    out = pd.DataFrame({"time": rows["time"].to_numpy(), "user_id": rows["user_id"].to_numpy(dtype=np.int64)})
+    out["attacker"] = out["user_id"].isin(att_ids)
+    out["graph_hop"] = pd.array([None if dist is None or dist[index[u]] < 0 else int(dist[index[u]])
+                                 for u in out["user_id"].tolist()], dtype="Int64")
+    out["event"] = rows["kind"].replace({"slate": "shown"}).to_numpy()
+    out["other_id"] = rows["other_id"].astype("Int64").to_numpy()
+    out["chain_hop"] = pd.array([chain.get(u) if k == "heard" else None
+                                 for u, k in zip(out["user_id"].tolist(), out["event"])], dtype="Int64")
+    pos = rows["items"].map(lambda xs: list(xs).index(tid) + 1 if xs is not None and tid in list(xs) else None)
+    out["value"] = np.where(rows["kind"].to_numpy() == "slate", pos.to_numpy(dtype=object), rows["value"].to_numpy())
+    out["text"] = rows["text"].map(lambda t: t[:200] if isinstance(t, str) else None).to_numpy()
+    return out.reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- the A/B over seeds
