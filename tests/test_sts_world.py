@@ -260,3 +260,27 @@ def test_item_path_follows_the_target_through_users(tmp_path):
     assert path.loc[path["event"] == "rate", "value"].tolist() == [2.0]
     shown = item_path(tmp_path / "run", TARGET, attackers=[1], shown=True)
     assert shown.loc[shown["event"] == "shown", "value"].tolist() == [1, 2]
+
+
+def test_world_ab_interrupted_keeps_what_ran(tmp_path, monkeypatch):
+    import recworld.simulator.run as run_module
+    from recworld.simulator.studies.sts_world import world_ab
+
+    real, calls = run_module.run_scenario, []
+
+    def stop_second(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(run_module, "run_scenario", stop_second)
+    scn = coffee_world(duration_days=0.5, population={"size": 20}, sts={"target": TARGET})
+    with pytest.raises(KeyboardInterrupt):
+        world_ab(scn, {"a": [], "b": ["recommender.name=random"]}, [5, 6], tmp_path / "ab", progress=False)
+    saved = json.loads((tmp_path / "ab" / "world_ab.json").read_text())
+    assert saved["status"] == "interrupted" and [r["arm"] for r in saved["runs"]] == ["a"]
+    assert saved["summary"]["a"]["target_watches"]["n"] == 1
+    with pytest.raises(ValueError, match="population.size"):
+        world_ab(scn, {"a": ["population.size=-3"]}, 1, tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()          # a bad arm fails before anything runs
