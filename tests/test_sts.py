@@ -30,11 +30,17 @@ def persuadable(body: dict, n: int) -> Reply:
     name = schema_name(body)
     if name and name != "Ranking":
         return answer(body, n)
-    text = body["messages"][-1]["content"]
+    prefill = body["messages"][-1]["role"] == "assistant"
+    text = body["messages"][-2 if prefill else -1]["content"]
     objs = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     names = [o.get("Name", o.get("name")) for o in objs]
     pull = [len(re.findall(r"\b(best|top)\b", json.dumps(o).lower())) for o in objs]
     order = sorted(range(len(names)), key=lambda j: -pull[j])
+    if prefill and body.get("logprobs"):
+        # a score request: the first names' log-probabilities (each name one token), graded by the pull
+        logits = np.array([2.0 * p - 0.1 * j for j, p in enumerate(pull)])
+        lp = logits - np.log(np.exp(logits).sum())
+        return Reply(names[order[0]], top_logprobs=[{names[j]: float(lp[j]) for j in np.argsort(-lp)}])
     if name == "Ranking":
         return Reply(json.dumps({"ranking": [names[j] for j in order]}))
     return Reply("\n".join(f"{k}. {names[j]}" for k, j in enumerate(order, 1)))
@@ -287,3 +293,62 @@ def test_protocol_sends_rankings_together_with_the_results_of_one_at_a_time(coff
     assert calls_together == one.calls == sum(together[c.name]["llm_calls"] for c in cfgs)
     p = together["llm_ranker"]
     assert p["llm_calls"] == 8 and p["ranking_answers"] == 8 and p["unknown_name_answers"] == 0
+
+
+def test_logprob_search_climbs_on_fresh_orders_within_its_budget(coffee, tmp_path):
+    from recworld.simulator.scenario import RecommenderConfig
+
+    with FakeLLMServer(persuadable) as srv:
+        llm = service(srv, tmp_path)
+        out = sts.optimize(_study(llm, coffee), RecommenderConfig(name="llm_ranker"), budget_calls=43, orders=2,
+                           length=4, edits=1, init="", seed=5, objective="logprob", candidates=3)
+        llm.close()
+    assert out["objective"] == "logprob" and out["calls"] == len(srv.requests) == 40     # 8 steps of 5
+    assert all(r["messages"][-1] == {"role": "assistant", "content": '{"ranking": ["'} for r in srv.requests)
+    cv = out["curve"]
+    assert len(cv) == out["steps"] == 8 and [c["calls"] for c in cv] == list(range(5, 45, 5))
+    assert cv[-1]["best_logprob"] > cv[0]["best_logprob"]          # it climbed on fresh orders
+    assert cv[-1]["best_place"] <= cv[0]["best_place"]
+    assert re.search(r"\b(best|top)\b", out["sts"])
+    assert all(c["no_sts_logprob"] < 0 and 0 < c["best_p_first"] <= 1 for c in cv)
+
+
+def test_auto_objective_falls_back_to_the_rank_when_the_server_gives_no_logprobs(coffee, tmp_path):
+    from recworld.simulator.scenario import RecommenderConfig
+
+    def no_logprobs(body, n):
+        r = persuadable(body, n)
+        r.top_logprobs = None
+        return r
+
+    with FakeLLMServer(no_logprobs) as srv:
+        llm = service(srv, tmp_path)
+        out = sts.optimize(_study(llm, coffee), RecommenderConfig(name="llm_ranker"), budget_calls=20, orders=2,
+                           length=3, edits=1, init="", seed=5, objective="auto")
+        with pytest.raises(ValueError, match="no log-probabilities"):
+            sts.optimize(_study(llm, coffee), RecommenderConfig(name="llm_ranker"), budget_calls=20, orders=2,
+                         length=3, edits=1, init="", seed=5, objective="logprob")
+        llm.close()
+    assert out["objective"] == "rank" and "no log-probabilities" in out["fallback"]
+    assert out["calls"] <= 20 and out["curve"][-1]["calls"] == out["calls"]
+
+
+def test_attacks_run_on_the_same_trials_beside_the_sts(tmp_path):
+    with FakeLLMServer(persuadable) as srv:
+        cfg = sts_scenario(srv.url, catalogs=[], optimize={"budget_calls": 0}, trials=4, world=False,
+                           text="zzz qqq", attacks=["sts", "instruction", "random", "reviews", "rewrite"],
+                           recommenders=[{"name": "llm_ranker"}])
+        res = sts.run_sts(cfg, tmp_path / "out", progress=False)
+    main = res["studies"]["main"]
+    cell = main["matrix"]["none"]["llm_ranker"]
+    assert list(cell["attacks"]) == ["sts", "instruction", "random", "reviews", "rewrite"]
+    for a, p in cell["attacks"].items():
+        assert p["ranks_without"] == cell["without"]["ranks"] and p["trials"] == 4      # the same trials
+    assert cell["attacks"]["instruction"]["ranks_with"] == [1] * 4        # "top-rated" pulls this ranker
+    assert cell["attacks"]["sts"]["ranks_with"] == cell["without"]["ranks"]  # words it ignores
+    texts = main["attack_texts"]["texts"]
+    assert "ColdBrew Master" in texts["instruction"] and len(texts["random"].split()) == 2
+    assert texts["reviews"].count("5/5 stars") == 3 and 0 < len(texts["rewrite"]) <= 400
+    assert main["protocol"]["llm_ranker"]["ranks_with"] == cell["attacks"]["sts"]["ranks_with"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| none | llm_ranker | instruction |" in report and "Attack texts" in report

@@ -26,34 +26,41 @@ def find_item(catalog, name: str) -> int:
                         if close else f" (it has {len(titles)} items, e.g. {catalog.titles[0]!r})"))
 
 
-def inject_text(text: str, sts: str, position: str = "after_description", field: str = "Description") -> str:
+def inject_text(text: str, sts: str, position: str = "after_description", field: str = "Description",
+                new_field: str = "Note") -> str:
     """``text`` with ``sts`` put where ``position`` says.  A JSON product object gets it in
-    its ``field`` (or as a new ``Note`` field); plain text gets it at the end or the start."""
+    its ``field`` (or as a new field, ``new_field``); plain text gets it at the end or the
+    start.  ``position="replace"`` puts ``sts`` in place of the field (of the whole plain text)."""
     from recworld.simulator.data.catalog import product_object
 
     if not sts:
         return text
     obj = product_object(text)
     if obj is not None:
-        if position == "new_field" or field not in obj:
-            obj["Note"] = sts
+        if position == "replace":
+            obj[field] = sts
+        elif position == "new_field" or field not in obj:
+            obj[new_field] = sts
         elif position == "before_description":
             obj[field] = f"{sts} {obj[field]}"
         else:
             obj[field] = f"{obj[field]} {sts}"
         return json.dumps(obj, ensure_ascii=False)
+    if position == "replace":
+        return sts
     if position == "before_description":
         return f"{sts} {text}"
     return f"{text} {sts}" if text else sts
 
 
-def inject(catalog, target: str | int, sts: str, position: str = "after_description", field: str = "Description"):
+def inject(catalog, target: str | int, sts: str, position: str = "after_description", field: str = "Description",
+           new_field: str = "Note"):
     """A copy of ``catalog`` whose target item's text carries ``sts``."""
     from recworld.simulator.data.catalog import Catalog
 
     k = target if isinstance(target, (int, np.integer)) else find_item(catalog, target)
     items = catalog.items.copy()
-    items.loc[k, "text"] = inject_text(str(items.at[k, "text"]), sts, position, field)
+    items.loc[k, "text"] = inject_text(str(items.at[k, "text"]), sts, position, field, new_field)
     return Catalog(items)
 
 

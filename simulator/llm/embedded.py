@@ -41,6 +41,8 @@ MODELS = {
 #: bumped when a model's prompt format changes, so cached answers of the old format are not reused
 PROMPT_FORMAT = {"gemma-3-270m": "plain", "smollm2-135m": "chatml", "qwen2.5-coder-1.5b": "chatml"}
 DEFAULT_MODEL = "gemma-3-270m"
+#: the packaged model that follows a persona and reacts to text in a catalog (docs/models.md)
+QUALITY_MODEL = "qwen2.5-coder-1.5b"
 
 
 class SplitModel:
