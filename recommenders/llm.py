@@ -23,10 +23,16 @@ lands in ``metrics.json`` under ``recommender_stats``).
 Both call the LLM service synchronously in the world (a recommender answers at once) and
 rank once per browsing run: later pages continue that ranking.  ``arank_items`` is the
 asynchronous form of ``rank_items`` that the STS study uses to send many rankings together.
+
+``defence`` (``none``, ``perplexity``, ``paraphrase``, ``data_marking``; see ``defences.py``
+and docs/sts.md) guards both against text in an item that tries to steer the ranking.  A
+defence's LLM calls are requests of the same ranking steps (sent together, through
+``arank_items``' ``call``), counted in ``llm_calls`` and in ``defence_calls``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -39,6 +45,7 @@ from pydantic import BaseModel, Field
 from recworld.simulator.data.catalog import product_object
 from recworld.simulator.protocols import Feedback, SlateRequest
 
+from . import defences as dfn
 from .base import BaseRecommender
 from .personal import ContentBased
 
@@ -144,6 +151,11 @@ class LLMStats:
         self.unknown_name_answers = 0    # ... naming something that was not shown
         self.capped_answers = 0          # ... that ran to llm.max_tokens
         self.ranking_answer_tokens = 0
+        self.defence = "none"
+        self.defence_calls = 0           # LLM requests of the defence (also in llm_calls)
+        self.defence_fallbacks = 0       # ... without a usable answer (the text stayed as it was)
+        self.scored_items = 0            # perplexity: items shown with a score
+        self.flagged_items = 0           # ... flagged (their suspicious text removed)
 
     def add(self, result) -> None:
         self.llm_calls += 1
@@ -157,7 +169,10 @@ class LLMStats:
                 "tool_calls_per_request": round(self.tool_calls / n, 3),
                 "ranking_answers": self.ranking_answers, "unknown_name_answers": self.unknown_name_answers,
                 "answers_at_max_tokens": self.capped_answers,
-                "ranking_answer_tokens_mean": round(self.ranking_answer_tokens / max(self.ranking_answers, 1), 1)}
+                "ranking_answer_tokens_mean": round(self.ranking_answer_tokens / max(self.ranking_answers, 1), 1),
+                "defence": self.defence, "defence_calls": self.defence_calls,
+                "defence_fallbacks": self.defence_fallbacks, "scored_items": self.scored_items,
+                "flagged_items": self.flagged_items}
 
 
 class LLMRanker(BaseRecommender):
@@ -183,14 +198,36 @@ class LLMRanker(BaseRecommender):
         list_items: int = Field(10, ge=1, le=500, description=(
             "at most this many names in a list answer (fewer if they would not fit in llm.max_tokens); the "
             "items it leaves out keep the retriever's order"))
+        defence: Literal["none", "perplexity", "paraphrase", "data_marking"] = Field("none", description=(
+            "guard against text in an item that steers the ranking: perplexity (score each shown item's free text "
+            "with the model's log-probabilities; text in a window of unlikely tokens is flagged and removed), "
+            "paraphrase (the same LLM rewrites each shown item's free text first), data_marking (item lines "
+            "between markers, and the system prompt says their text is data, not instructions); none: as before"))
+        perplexity_threshold: float = Field(8.0, gt=0, le=50, description=(
+            "perplexity: an item is flagged when the mean negative log-likelihood (nats per token) of some window "
+            "of its free text is above this; calibrated on clean catalog text (docs/sts.md, Defences)"))
+        perplexity_window: int = Field(8, ge=1, le=256, description=(
+            "perplexity: tokens per window (a shorter text is one window)"))
 
     def __init__(self, params=None, *, rng=None, llm=None):
         super().__init__(params, rng=rng, llm=llm)
         keys = ContentBased.Params.model_fields
         self.retriever = ContentBased({k: v for k, v in self.params.model_dump().items() if k in keys}, rng=self.rng)
         self.llm_stats = LLMStats()
+        self.llm_stats.defence = self.params.defence
         #: the first-mention rank of every item the last ranking call showed (absent = N + 1)
         self.last_ranks: dict[int, int] = {}
+        #: perplexity: the items flagged in the last ranking (a toolrec request: in any of its rankings)
+        self.last_flagged: list[int] = []
+        #: perplexity: each item shown in the last ranking with its score (max window NLL, nats per token)
+        self.last_item_scores: dict[int, float] = {}
+        self._shown: dict[int, dict[str, str | None]] = {}     # item -> field -> text shown instead (None: dropped)
+        self._paraphrases: dict[tuple[str, str], str] = {}     # (field, text) -> paraphrase
+        self._scores: dict[tuple[str, str], tuple[list[str], list[float]]] = {}   # (context, text) -> tokens, logprobs
+
+    def _begin(self) -> None:
+        """A new request: forget the last one's flags and scores."""
+        self.last_flagged, self.last_item_scores = [], {}
 
     def stats(self) -> dict:
         return self.llm_stats.as_dict()
@@ -225,6 +262,7 @@ class LLMRanker(BaseRecommender):
         return np.array([self.last_ranks.get(int(i), len(items) + 1) for i in items], dtype=np.int64)
 
     def _item_steps(self, items: np.ndarray, query: str, seed: int) -> Generator:
+        self._begin()
         return self._rank_steps(items, query, "a shopper", "rank", seed, None)
 
     # --------------------------------------------------------------- LLM calls
@@ -232,11 +270,17 @@ class LLMRanker(BaseRecommender):
     # sent its result; ``_run_sync`` answers them with the service's ``complete`` (the world's
     # path), ``_run_async`` with an awaitable call (the STS study's batches).
 
+    # A step may also yield a list of requests (a defence's calls, independent of each other):
+    # it is sent the list of their results, the requests sent together.
+
     def _run_sync(self, steps: Generator):
         try:
             q = next(steps)
             while True:
-                q = steps.send(self.llm.complete(q.messages, q.schema, q.seed, **q.meta))
+                if isinstance(q, list):
+                    q = steps.send(self.llm.complete_many(q))
+                else:
+                    q = steps.send(self.llm.complete(q.messages, q.schema, q.seed, **q.meta))
         except StopIteration as done:
             return done.value
 
@@ -245,7 +289,10 @@ class LLMRanker(BaseRecommender):
         try:
             q = next(steps)
             while True:
-                q = steps.send(await call(q))
+                if isinstance(q, list):
+                    q = steps.send(list(await asyncio.gather(*(call(x) for x in q))))
+                else:
+                    q = steps.send(await call(q))
         except StopIteration as done:
             return done.value
 
@@ -257,7 +304,10 @@ class LLMRanker(BaseRecommender):
         c = self.catalog
         text = str(c.items["text"].iat[item])
         obj = product_object(text)
+        shown = self._shown.get(item)
         if obj is not None:
+            if shown:                                  # a defence's text in place of the free text
+                obj = {k: shown.get(k, v) for k, v in obj.items() if shown.get(k, v) is not None}
             return json.dumps(obj, ensure_ascii=False)
         rec = {"name": short_name(c.titles[item])}
         if c.genre_lists[item]:
@@ -265,9 +315,24 @@ class LLMRanker(BaseRecommender):
         if int(c.year[item]):
             rec["year"] = int(c.year[item])
         text = text[:self.params.item_chars]
+        if shown and "description" in shown:
+            text = shown["description"] or ""
         if text and self.params.item_chars:
             rec["description"] = text
         return json.dumps(rec, ensure_ascii=False)
+
+    def free_texts(self, item: int) -> list[tuple[str, str]]:
+        """(field, text) of the item's free text, what a defence guards (``defences.py``): a
+        product object's long string fields other than the name; a plain-text item's
+        description as the prompt shows it (field ``description``)."""
+        c = self.catalog
+        text = str(c.items["text"].iat[item])
+        obj = product_object(text)
+        if obj is not None:
+            key = dfn.name_key(obj, c.titles[item])
+            return [(k, obj[k]) for k in dfn.free_text_fields(obj, key)]
+        text = text[:self.params.item_chars]
+        return [("description", text)] if text.strip() and self.params.item_chars else []
 
     def profile(self, request: SlateRequest) -> str:
         hist = self.retriever.history(request)[-50:]
@@ -279,13 +344,19 @@ class LLMRanker(BaseRecommender):
         return f"likes {', '.join(top)}; recently watched {recent}"
 
     def ranking_messages(self, items: np.ndarray, request_text: str, profile: str) -> list[dict]:
-        lines = "\n".join(self.item_json(int(i)) for i in items)
+        marking = self.params.defence == "data_marking"
+        lines = "\n".join(dfn.mark_line(self.item_json(int(i))) if marking else self.item_json(int(i)) for i in items)
         ask = ("Recommend these items to the user as a numbered list, best first, one name per line."
                if self.params.answer == "free" else
                'Recommend these items to the user, best first: answer with a JSON object {"ranking": [...]} '
                "listing their names as the catalog writes them.")
-        user = f"Catalog (one JSON object per line):\n{lines}\n\nUser: {profile}\nRequest: {request_text}\n{ask}"
-        return [{"role": "system", "content": self.params.system_prompt}, {"role": "user", "content": user}]
+        if marking:
+            head = f"Catalog (one JSON object per line, each between {dfn.ITEM_OPEN} and {dfn.ITEM_CLOSE}):"
+            system = f"{self.params.system_prompt} {dfn.DATA_MARKING_NOTE}"
+        else:
+            head, system = "Catalog (one JSON object per line):", self.params.system_prompt
+        user = f"{head}\n{lines}\n\nUser: {profile}\nRequest: {request_text}\n{ask}"
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     def _max_tokens(self) -> int | None:
         cfg = getattr(self.llm, "config", None)
@@ -328,8 +399,83 @@ class LLMRanker(BaseRecommender):
                     meta: dict | None) -> Generator:
         if len(items) == 0:
             return items, True
+        if self.params.defence in ("paraphrase", "perplexity"):
+            yield from self._defence_steps(items, meta)
         r = yield self.ranking_request(items, request_text, profile, purpose, seed, meta)
         return self.read_ranking(items, r)
+
+    # --------------------------------------------------------------- defences
+
+    def _defence_steps(self, items: np.ndarray, meta: dict | None) -> Generator:
+        """Before a ranking: the defence's requests for the shown items' free texts (one list,
+        sent together; texts already done by this object are not asked again), then what each
+        item shows instead (``self._shown``)."""
+        from recworld.simulator.llm.service import LLMRequest
+
+        st, p = self.llm_stats, self.params
+        self._shown = {}
+        texts = {int(i): self.free_texts(int(i)) for i in items}
+        if p.defence == "paraphrase":
+            todo = list(dict.fromkeys(ft for fts in texts.values() for ft in fts if ft not in self._paraphrases))
+            if todo:
+                got = yield [LLMRequest(dfn.paraphrase_messages(text, field, p.domain), None, dfn.text_seed(text),
+                                        {"purpose": "defence_paraphrase", **(meta or {})}, shared=True)
+                             for field, text in todo]
+                for (field, text), r in zip(todo, got):
+                    st.add(r)
+                    st.defence_calls += 1
+                    para = dfn.clean_paraphrase(r.text, text) if r.ok else ""
+                    if para:
+                        self._paraphrases[(field, text)] = para
+                    else:
+                        st.defence_fallbacks += 1
+                        log.warning("%s: no paraphrase of a %s text (%s); it is shown as it is", self.name, field,
+                                    r.error or "empty answer")
+            for i, fts in texts.items():
+                self._shown[i] = {f: self._paraphrases[(f, t)] for f, t in fts if (f, t) in self._paraphrases}
+            return
+        # perplexity
+        ctx = {(i, f): dfn.score_context(p.domain, short_name(self.catalog.titles[i]), f)
+               for i, fts in texts.items() for f, _ in fts}
+        todo = list(dict.fromkeys((ctx[i, f], " " + t) for i, fts in texts.items() for f, t in fts
+                                  if (ctx[i, f], " " + t) not in self._scores))
+        if todo:
+            got = yield [LLMRequest([{"role": "user", "content": c}], meta={"purpose": "defence_perplexity",
+                                                                            **(meta or {})}, score_text=t, shared=True)
+                         for c, t in todo]
+            for key, r in zip(todo, got):
+                st.add(r)
+                st.defence_calls += 1
+                if r.ok and r.token_logprobs is not None:
+                    self._scores[key] = (r.tokens, r.token_logprobs)
+                    continue
+                if r.fallback_reason == "no_logprobs":
+                    raise dfn.DefenceUnavailableError(
+                        f"{self.name}: defence: perplexity needs per-token log-probabilities of item text, and the "
+                        f"LLM server cannot give them ({r.error}); use a llama.cpp server (llm.model: embedded) or "
+                        "another defence (paraphrase, data_marking)")
+                st.defence_fallbacks += 1
+                log.warning("%s: no perplexity score for an item text (%s); it is shown unscored", self.name,
+                            r.error or "no answer")
+        flagged = []
+        for i, fts in texts.items():
+            scored = [(f, t, self._scores[ctx[i, f], " " + t]) for f, t in fts if (ctx[i, f], " " + t) in self._scores]
+            if not scored:
+                continue
+            score = max(dfn.window_nll(lps, p.perplexity_window)[0] for _, _, (_, lps) in scored)
+            self.last_item_scores[i] = round(score, 4)
+            st.scored_items += 1
+            if score > p.perplexity_threshold:
+                flagged.append(i)
+                st.flagged_items += 1
+                shown = {}
+                for f, t, (toks, lps) in scored:
+                    spans = dfn.suspicious_spans(toks, lps, p.perplexity_window, p.perplexity_threshold)
+                    if spans:
+                        kept = dfn.remove_spans(" " + t, spans).strip()
+                        shown[f] = kept or None
+                self._shown[i] = shown
+        self.last_flagged = sorted(set(self.last_flagged) | set(flagged))
 
     def llm_rank(self, items: np.ndarray, request_text: str, profile: str, purpose: str = "rank",
                  seed: int | None = None, meta: dict | None = None) -> tuple[np.ndarray, bool]:
@@ -348,6 +494,7 @@ class LLMRanker(BaseRecommender):
         base = super()._rank(request)                  # exclusion, search, content/popularity order
         if request.page != 0 and request.user in self._runs:
             return base
+        self._begin()
         self.llm_stats.requests += 1
         top = base[: self.params.candidates]
         shown = self.rng.permutation(top) if self.params.shuffle else top
@@ -450,6 +597,7 @@ class ToolRec(LLMRanker):
 
         st = self.llm_stats
         st.requests += 1
+        self._begin()
         d = self.params.domain
         profile = self.profile(request)
         messages = [{"role": "system", "content": self.system_prompt_text()},

@@ -11,6 +11,14 @@
 - Scores instead of text: a request with ``logprobs=k`` asks for one token and the ``k`` most
   likely first tokens with their log-probabilities (``top_logprobs``), which the caller turns
   into a choice; a server that returns none gives ``fallback_reason="no_logprobs"``.
+- Text scores: a request with ``score_text`` asks for the log-probability of each token of
+  that text after a context (the messages' contents, as a plain prompt): llama.cpp's native
+  ``/completion`` with ``n_probs`` and a grammar that forces exactly the text (the llguidance
+  string grammar when ``constrain: llguidance``, else the text's token ids from ``/tokenize``);
+  the per-token log-probabilities it returns are the model's own, before the grammar.  A
+  server without those endpoints gives ``fallback_reason="no_logprobs"``.
+- Requests marked ``shared`` that are identical (same cache key) and in flight at once get one
+  answer: the later ones wait for the first, as for a cache hit.
 - Accounting per call (tokens, latency, cost via ``litellm.completion_cost``, with prices
   given in the config for local models) and one JSON record per call in ``llm_calls.jsonl``.
 - API keys are read from the environment variable the config names and never written:
@@ -87,6 +95,10 @@ class LLMResult:
     fallback_reason: str | None = None  # one of REASONS when fallback
     #: with ``LLMRequest.logprobs``: per generated token, {token: log-probability} of its most likely candidates
     top_logprobs: list[dict[str, float]] | None = None
+    #: with ``LLMRequest.score_text``: the text's tokens (their strings join to the text) and
+    #: each one's log-probability under the model
+    tokens: list[str] | None = None
+    token_logprobs: list[float] | None = None
 
 
 @dataclass
@@ -125,6 +137,11 @@ class LLMRequest:
     meta: dict = field(default_factory=dict)      # copied into llm_calls.jsonl (e.g. user, purpose)
     #: ask for one token and the log-probabilities of this many most likely first tokens (no schema)
     logprobs: int | None = None
+    #: generate nothing: score this text, the log-probability of each of its tokens after the
+    #: messages' contents (joined as a plain prompt, no chat template); needs a llama.cpp server
+    score_text: str | None = None
+    #: identical requests in flight at once share one answer (the later ones count as cache hits)
+    shared: bool = False
 
 
 def _locked(e: BaseException) -> bool:
@@ -422,6 +439,7 @@ class LLMService:
         self._litellm = None
         self._router = None                                # litellm's Router when api_base lists several servers
         self._endpoint_calls: dict[str, int] = {}          # answers per server (api_base as a list)
+        self._shared: dict[tuple, asyncio.Future] = {}    # shared requests in flight, by (loop, cache key)
 
     def _resolve(self, s: LLMSettings) -> LLMSettings:
         """The settings the calls use: ``model: embedded`` (starting its server) and
@@ -527,14 +545,19 @@ class LLMService:
             if self._log_file is None:
                 return
             rec = {"time": time.time(), "prompt_hash": key[:16], "model": self.config.model, **req.meta,
-                   **{k: v for k, v in asdict(r).items() if k not in ("text", "parsed", "top_logprobs")}}
+                   **{k: v for k, v in asdict(r).items()
+                      if k not in ("text", "parsed", "top_logprobs", "tokens", "token_logprobs")}}
             if req.logprobs is not None:
                 rec["logprobs"] = req.logprobs
+            if req.score_text is not None:
+                rec["score_chars"] = len(req.score_text)
             if self.config.audit:                          # the prompt and the answer, key scrubbed
                 rec["messages"] = req.messages
                 rec["answer"] = r.text
                 if r.top_logprobs is not None:
                     rec["top_logprobs"] = r.top_logprobs
+                if r.token_logprobs is not None:
+                    rec["tokens"], rec["token_logprobs"] = r.tokens, r.token_logprobs
                 if req.schema is not None:
                     rec["parsed"] = r.parsed.model_dump(mode="json") if r.parsed is not None else None
                 if invalid_answer is not None:             # the first answer, which needed a repair try
@@ -663,6 +686,45 @@ class LLMService:
         return text, parsed, problem
 
     async def acomplete(self, req: LLMRequest, semaphore: asyncio.Semaphore | None = None) -> LLMResult:
+        if req.shared:
+            return await self._acomplete_shared(req, semaphore)
+        return await self._acomplete(req, semaphore)
+
+    def _request_key(self, req: LLMRequest) -> str:
+        if req.score_text is not None:
+            return cache_key(self.config.model, req.messages, _score_params(req.score_text), None)
+        return cache_key(self.config.model, req.messages, self._params(req.schema, req.logprobs), req.seed)
+
+    async def _acomplete_shared(self, req: LLMRequest, semaphore: asyncio.Semaphore | None) -> LLMResult:
+        """``acomplete``, but an identical shared request already in flight answers this one too
+        (no call of its own: counted and logged as a cache hit)."""
+        slot = (id(asyncio.get_running_loop()), self._request_key(req))
+        first = self._shared.get(slot)
+        if first is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._shared[slot] = fut
+            try:
+                r = await self._acomplete(req, semaphore)
+                fut.set_result(r)
+                return r
+            except BaseException as e:
+                fut.set_exception(e)
+                fut.exception()                                  # retrieved: no "never retrieved" warning
+                raise
+            finally:
+                self._shared.pop(slot, None)
+        t0 = time.perf_counter()
+        got = await asyncio.shield(first)
+        r = LLMResult(text=got.text, parsed=got.parsed, ok=got.ok, fallback=got.fallback, cache_hit=got.ok,
+                      prompt_tokens=got.prompt_tokens, completion_tokens=got.completion_tokens, error=got.error,
+                      fallback_reason=got.fallback_reason, top_logprobs=got.top_logprobs, tokens=got.tokens,
+                      token_logprobs=got.token_logprobs, latency_s=time.perf_counter() - t0)
+        self._record(req, slot[1], r)
+        return r
+
+    async def _acomplete(self, req: LLMRequest, semaphore: asyncio.Semaphore | None = None) -> LLMResult:
+        if req.score_text is not None:
+            return await self._ascore(req, semaphore)
         params = self._params(req.schema, req.logprobs)
         r = LLMResult(text=None)
         key = cache_key(self.config.model, req.messages, params, req.seed)
@@ -691,6 +753,159 @@ class LLMService:
                 "LLM answer unusable, falling back: %s", (r.error or "")[:200])
         self._record(req, key, r, invalid)
         return r
+
+    # ------------------------------------------------------------------ text scores
+
+    async def _ascore(self, req: LLMRequest, semaphore: asyncio.Semaphore | None) -> LLMResult:
+        """A ``score_text`` request: the text's tokens and their log-probabilities, from the
+        cache or the server (``_score_call``); cached only when the forced tokens spell the text."""
+        text = req.score_text or ""
+        key = cache_key(self.config.model, req.messages, _score_params(text), None)
+        r = LLMResult(text=text)
+        t0 = time.perf_counter()
+        sem = semaphore or asyncio.Semaphore(self.config.max_concurrency)
+        try:
+            async with sem:
+                hit = self.cache.get(key) if self.cache is not None else None
+                got = _unpack_token_scores(hit[0]) if hit is not None else None
+                if got is not None and "".join(got[0]) == text:
+                    r.prompt_tokens += hit[1]
+                    r.completion_tokens += hit[2]
+                    r.tokens, r.token_logprobs = got
+                else:
+                    tokens, lps, pt, ct = await self._score_call(req.messages, text, r)
+                    r.prompt_tokens += pt
+                    r.completion_tokens += ct
+                    r.tokens, r.token_logprobs = tokens, lps
+                    if self.cache is not None:
+                        stored = json.dumps({"tokens": tokens, "token_logprobs": lps}, ensure_ascii=False)
+                        await asyncio.to_thread(self.cache.put, key, stored, pt, ct)
+        except CallFailed as e:
+            r.ok, r.fallback, r.error, r.fallback_reason = False, True, str(e), e.reason
+        r.cache_hit = r.calls == 0 and not r.fallback
+        r.latency_s = time.perf_counter() - t0
+        if r.fallback:
+            log.warning("LLM text score unusable: %s", (r.error or "")[:300])
+        self._record(req, key, r)
+        return r
+
+    async def _score_call(self, messages: list[dict], text: str, r: LLMResult):
+        """(tokens, log-probabilities, prompt tokens, scored tokens) of ``text`` after the
+        messages' contents, from llama.cpp's ``/completion``: ``n_probs`` with a grammar that
+        forces the text, so each returned log-probability is the model's for a token of it."""
+        cfg = self.config
+        if not text:
+            return [], [], 0, 0
+        bases = self.endpoints or ([cfg.api_base] if isinstance(cfg.api_base, str) and cfg.api_base else [])
+        where = f"model {cfg.model!r} at {', '.join(bases) or 'the provider default endpoint'}"
+        if not bases:
+            raise CallFailed(f"scoring a text needs llama.cpp's /completion endpoint, and {where} has no api_base: "
+                             "use llm.model: embedded or a llama.cpp server (llama-server)", "no_logprobs")
+        base = bases[int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % len(bases)]
+        root = native_root(base)
+        prompt = "".join(str(m.get("content") or "") for m in messages)
+        raw = text.encode()
+        if cfg.constrain == "llguidance":             # one request: llguidance forces the string itself
+            grammar = "%llguidance {}\nstart: " + json.dumps(text, ensure_ascii=False)
+            n_predict = len(raw) + 1
+        else:                                         # its token ids, forced one by one by a GBNF grammar
+            tok = await self._native(root, "/tokenize", {"content": text, "with_pieces": False}, r, where)
+            if not isinstance(tok.get("tokens"), list):
+                raise CallFailed(f"{where}: /tokenize answered without tokens: not a llama.cpp server, so it cannot "
+                                 "score a text; use llm.model: embedded or a llama.cpp server", "no_logprobs")
+            ids = [int(t["id"] if isinstance(t, dict) else t) for t in tok["tokens"]]
+            if not ids:
+                raise CallFailed(f"{where}: /tokenize gave no tokens for a text of {len(text)} characters",
+                                 "invalid_answer")
+            grammar = "root ::= " + " ".join(f"<[{i}]>" for i in ids)
+            n_predict = len(ids) + 1
+        body = {"prompt": prompt, "n_predict": n_predict, "n_probs": 1, "grammar": grammar, "temperature": 0.0,
+                "cache_prompt": True}
+        resp = await self._native(root, "/completion", body, r, where)
+        probs = resp.get("completion_probabilities")
+        if not probs:
+            raise CallFailed(f"{where}: /completion answered without per-token probabilities (completion_probabilities)"
+                             ": this server cannot score a text; use llm.model: embedded or a llama.cpp server",
+                             "no_logprobs")
+        tokens, lps, done = [], [], b""
+        for p in probs:
+            if len(done) >= len(raw):
+                break                                 # the end-of-text token the grammar forces after the text
+            b = bytes(p.get("bytes") or str(p.get("token", "")).encode())
+            before = len(done.decode("utf-8", errors="ignore"))
+            done += b
+            tokens.append(done.decode("utf-8", errors="ignore")[before:])
+            lps.append(float(p["logprob"]))
+        if done != raw:
+            raise CallFailed(f"{where}: the forced tokens do not spell the text (got {done[:80]!r}, wanted "
+                             f"{raw[:80]!r}): the server ignored the grammar", "invalid_answer")
+        tokens[-1] += text[len("".join(tokens)):]     # a last character completed by the last byte
+        pt = int(resp.get("tokens_evaluated") or (resp.get("timings") or {}).get("prompt_n") or 0)
+        return tokens, lps, pt, len(lps)
+
+    async def _native(self, root: str, path: str, body: dict, r: LLMResult, where: str) -> dict:
+        """POST ``body`` to a llama.cpp server's native ``path``, with the service's retries,
+        timeouts and circuit breaker; the JSON answer, or ``CallFailed``."""
+        import httpx
+
+        cfg = self.config
+        if self.server is not None:                   # the queue ahead on the embedded server, as in _call
+            timeout = cfg.timeout_s * max(1, -(-(self._in_flight + 1) // max(1, self.server.parallel)))
+        else:
+            timeout = cfg.timeout_s
+        ok, probe, why = self.breaker.allow()
+        if not ok:
+            raise CallFailed(f"circuit open: {why}", "circuit_open")
+        settled = False
+        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+        try:
+            delay = cfg.backoff_s
+            for attempt in range(cfg.retries + 1):
+                r.calls += 1
+                self._in_flight += 1
+                try:
+                    async with httpx.AsyncClient(timeout=timeout) as client:
+                        resp = await client.post(root + path, json=body, headers=headers)
+                    status = resp.status_code
+                    if status in (404, 405, 501):
+                        settled = True
+                        self.breaker.success()         # the server answered: it lacks the endpoint
+                        raise CallFailed(f"{where}: no llama.cpp {path} endpoint (HTTP {status} at {root}{path}): "
+                                         "scoring a text needs a llama.cpp server (llm.model: embedded, or "
+                                         "llama-server)", "no_logprobs")
+                    if status >= 400:
+                        reason = "rate_limited" if status == 429 else "http_5xx" if status >= 500 else "http_4xx"
+                        raise _NativeError(f"HTTP {status} from {root}{path}: {self.scrub(resp.text)[:300]}", reason)
+                    data = resp.json()
+                except CallFailed:
+                    raise
+                except Exception as e:  # noqa: BLE001 - classified below
+                    reason = e.reason if isinstance(e, _NativeError) else (
+                        "timeout" if isinstance(e, httpx.TimeoutException) else
+                        "unreachable" if isinstance(e, httpx.TransportError) else "error")
+                    msg = self.scrub(f"{type(e).__name__}: {e}")[:500]
+                    retry = reason in ("rate_limited", "http_5xx", "unreachable") or (
+                        reason == "timeout" and self.server is None)
+                    if not retry or attempt == cfg.retries:
+                        self.breaker.failure(msg)
+                        settled = True
+                        raise CallFailed(f"{where}: {msg}", reason) from None
+                    log.info("LLM score call failed (%s); retry %d/%d in %.2fs", msg[:120], attempt + 1,
+                             cfg.retries, delay)
+                    await asyncio.sleep(delay * (0.5 + self._jitter.random()))
+                    delay *= 2
+                    continue
+                finally:
+                    self._in_flight -= 1
+                self.breaker.success()
+                settled = True
+                if self.endpoints:
+                    self._endpoint_calls[root] = self._endpoint_calls.get(root, 0) + 1
+                return data if isinstance(data, dict) else {}
+        finally:
+            if probe and not settled:
+                self.breaker.release_probe()
+        raise CallFailed(f"{where}: no answer", "error")          # not reached
 
     async def acomplete_many(self, requests: list[LLMRequest]) -> list[LLMResult]:
         """All requests concurrently (at most ``max_concurrency`` in flight); results in request order."""
@@ -844,6 +1059,33 @@ def _validate(schema: type[BaseModel], text: str | None):
     except ValidationError as e:
         errs = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'answer'}: {x['msg']}" for x in e.errors()[:5])
         return None, errs
+
+
+class _NativeError(RuntimeError):
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def native_root(api_base: str) -> str:
+    """A llama.cpp server's root URL from its OpenAI-compatible ``api_base`` (``.../v1``)."""
+    root = api_base.rstrip("/")
+    return root.removesuffix("/v1")
+
+
+def _score_params(text: str) -> dict:
+    """What a text score's cache key holds besides the model and the context."""
+    return {"score_text": text, "method": "forced_tokens_v1"}
+
+
+def _unpack_token_scores(stored: str) -> tuple[list[str], list[float]] | None:
+    """A cached text score: (tokens, log-probabilities), or None if it is not one."""
+    try:
+        d = json.loads(stored)
+        tokens, lps = [str(t) for t in d["tokens"]], [float(x) for x in d["token_logprobs"]]
+    except (ValueError, TypeError, KeyError):
+        return None
+    return (tokens, lps) if len(tokens) == len(lps) else None
 
 
 def _unpack_scores(stored: str) -> tuple[str | None, list[dict[str, float]] | None]:
