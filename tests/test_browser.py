@@ -356,3 +356,34 @@ def test_the_sts_and_fidelity_pages(browser, runs, tmp_path):
         [round(v, 6) for v in body["ratings"]["histogram"]["real"]]
     assert len(find(browser, "#f1-users tr[data-ratio]")) == len(body["ratios"])
     assert browser.console_errors() == []
+
+
+def test_the_sts_page_shows_the_logprob_search_and_the_attacks(browser, tmp_path):
+    """A study run on the scripted server (a log-probability search, three attacks, two
+    defences): the Search tab draws the curve, the Attacks tab has one row per defence and attack
+    with the figures of results.json."""
+    from test_sts import persuadable, sts_scenario
+
+    from recworld.simulator.studies import sts
+    from recworld.simulator.testing.fakellm import FakeLLMServer
+
+    with FakeLLMServer(persuadable) as srv:
+        cfg = sts_scenario(srv.url, catalogs=[], optimize={"budget_calls": 10}, trials=3, world=False, text="",
+                           attacks=["sts", "instruction", "reviews"], defences=["none", "data_marking"],
+                           recommenders=[{"name": "llm_ranker"}])
+        res = sts.run_sts(cfg, tmp_path / "sts", progress=False)
+    main = res["studies"]["main"]
+    assert main["search"]["objective"] == "logprob"
+    from recworld.simulator.output.studies import write_study_html
+
+    browser.driver.get(write_study_html(tmp_path / "sts", "sts").as_uri())
+    wait(browser, ".sts-table tr[data-rec='llm_ranker']")
+    find(browser, "#tab-search")[0].click()
+    assert find(browser, "#search-main svg path.line")
+    find(browser, "#tab-attacks")[0].click()
+    rows = find(browser, ".matrix-table tr[data-attack]")
+    assert len(rows) == 2 * 3
+    for row in rows:
+        p = main["matrix"][row.get_attribute("data-defence")]["llm_ranker"]["attacks"][row.get_attribute("data-attack")]
+        assert f"{round(p['mean_rank_without'], 2):g} → {round(p['mean_rank_with'], 2):g}" in row.text
+    assert browser.console_errors() == []

@@ -55,6 +55,16 @@ def _provenance(folder: Path) -> dict:
     return {}
 
 
+def _matrix(m: dict | None) -> dict | None:
+    """The attacks x defences cells without their per-trial ranks (the table needs none)."""
+    if not m:
+        return None
+    drop = ("ranks_with", "ranks_without", "rank_distribution")
+    return {d: {rec: {**{k: v for k, v in cell.items() if k != "attacks"},
+                      "attacks": {a: {k: v for k, v in p.items() if k not in drop} for a, p in cell["attacks"].items()}}
+                for rec, cell in recs.items()} for d, recs in m.items()}
+
+
 def sts_data(folder) -> dict:
     """The JSON the STS page draws, from ``folder/results.json``."""
     folder = Path(folder)
@@ -70,7 +80,8 @@ def sts_data(folder) -> dict:
                          "trials_paired": [[int(a), int(b)] for a, b in zip(o, w)]})     # [without, with]
         studies.append({"key": key, "catalog": s.get("catalog", key), "target": s.get("target"),
                         "items": s.get("items"), "domain": s.get("domain"), "query": s.get("query"),
-                        "sts": s.get("sts"), "search": s.get("search"), "recommenders": recs})
+                        "sts": s.get("sts"), "search": s.get("search"), "recommenders": recs,
+                        "matrix": _matrix(s.get("matrix")), "attack_texts": s.get("attack_texts")})
     world = res.get("world")
     if world:
         world = dict(world, reports={"with": _link(folder, "world_with"), "without": _link(folder, "world_without")})

@@ -167,6 +167,7 @@
       if (!se || !(se.curve || []).length) return;
       any = true;
       var sec = el("div", { "class": "panel search-trace", "data-catalog": s.key });
+      if (se.objective === "logprob") { logprobSearch(sec, s, se); root.appendChild(sec); return; }
       sec.appendChild(el("h3", null, "Search on " + esc(s.catalog) + " <span class='muted small'>scored with " + esc(se.scored_with) + " over " + num(se.orders) + " product orders; " + num(se.calls) + " LLM calls</span>"));
       sec.appendChild(el("p", { "class": "small" }, "Mean rank " + num(se.no_sts_mean_rank, 2) + " without an STS, <b>" + num(se.best_mean_rank, 2) + "</b> with the best found: <span class='mono'>" + esc(se.sts) +
         "</span> <span class='muted'>(on the search's own orders; the protocol's trials use fresh ones)</span>"));
@@ -180,6 +181,17 @@
       sec.appendChild(el("details", null, "<summary class='small'>every step of the search</summary><table class='trace'><tr><th class='num'>step</th><th class='num'>LLM calls</th><th class='num'>candidate</th><th class='num'>best so far</th></tr>" + rows.join("") + "</table>"));
     });
     if (!any) root.innerHTML = "<div class='empty'>no search in this study (the scenario gave the STS text; sts.optimize.budget_calls: 0)</div>";
+  }
+  function logprobSearch(sec, s, se) {
+    sec.appendChild(el("h3", null, "Search on " + esc(s.catalog) + " <span class='muted small'>by log-probability, scored with " + esc(se.scored_with) + "; " + num(se.steps) + " steps of " + num(se.candidates) + " candidates on " + num(se.step_orders) + " fresh order(s) each; " + num(se.calls) + " LLM calls</span>"));
+    sec.appendChild(el("p", { "class": "small" }, "log P(the answer begins with the target) on each step's fresh orders: " + num(se.no_sts_logprob_mean, 2) + " without an STS (mean), " + num(se.start_logprob, 2) + " with the starting STS, <b>" + num(se.best_logprob_last, 2) + "</b> with the best found (last steps): <span class='mono'>" + esc(se.sts) + "</span>"));
+    var xs = se.curve.map(function (c) { return c.calls; });
+    X.lineChart(sec, { id: "search-" + s.key, title: "log P(answer begins with the target) as the search spends LLM calls (higher is better)", x: xs, xlabel: "LLM calls spent", ylabel: "log-probability", ymin0: false,
+      series: [{ name: "best so far", y: se.curve.map(function (c) { return c.best_logprob; }), color: RED, width: 3 },
+        { name: "best candidate", y: se.curve.map(function (c) { return c.candidate_logprob; }), color: GREY, width: 1, dash: "2,3" },
+        { name: "no STS", y: se.curve.map(function (c) { return c.no_sts_logprob; }), color: "#222", dash: "6,4", width: 1 }] });
+    var rows = se.curve.map(function (c, i) { return "<tr><td class='num'>" + (i + 1) + "</td><td class='num'>" + num(c.calls) + "</td><td class='num'>" + num(c.no_sts_logprob, 2) + "</td><td class='num'>" + num(c.best_logprob, 2) + "</td><td class='num'>" + num(c.candidate_logprob, 2) + "</td><td class='num'>" + num(c.best_place, 1) + "</td><td>" + (c.accepted ? "yes" : "") + "</td></tr>"; });
+    sec.appendChild(el("details", null, "<summary class='small'>every step of the search</summary><table class='trace'><tr><th class='num'>step</th><th class='num'>LLM calls</th><th class='num'>no STS</th><th class='num'>best so far</th><th class='num'>best candidate</th><th class='num'>target's place</th><th>accepted</th></tr>" + rows.join("") + "</table>"));
   }
   function stsWorld(root) {
     var w = DATA.world;
@@ -203,8 +215,33 @@
           { name: "with STS", values: cats.map(function (i) { return (w["with"][key] || {})[i] || 0; }), color: RED }] });
     });
   }
-  X.pages.sts = { views: [["overview", "Protocol"], ["ranks", "Ranks"], ["search", "Search"], ["world", "World A/B"]],
-    render: { overview: stsOverview, ranks: stsRanks, search: stsSearch, world: stsWorld } };
+  function stsAttacks(root) {
+    var h = [], any = false;
+    (DATA.studies || []).forEach(function (s) {
+      if (!s.matrix) return;
+      any = true;
+      h.push("<div class='panel sts-matrix' data-catalog='" + esc(s.key) + "'><h3>" + esc(s.catalog) + ": attacks on ‘" + esc(s.target) + "’ under each defence</h3>");
+      h.push("<p class='muted small'>Every attack is ranked on the same product orders as the no-attack arm of its defence; the gain is rank without − rank with (above 0: the attack moved the target up), with its paired 95% interval. Detected: the share of attacked rankings in which the defence flagged the target; false positives: the share of clean items it flagged.</p>");
+      h.push("<div style='overflow:auto'><table class='matrix-table'><tr><th>defence</th><th>recommender</th><th>attack</th><th class='num'>mean rank without → with</th><th class='num'>gain</th><th class='num'>top-1 with</th><th class='num'>detected</th><th class='num'>false positives</th></tr>");
+      Object.keys(s.matrix).forEach(function (d) {
+        Object.keys(s.matrix[d]).forEach(function (rec) {
+          var cell = s.matrix[d][rec];
+          Object.keys(cell.attacks).forEach(function (a) {
+            var p = cell.attacks[a];
+            h.push("<tr data-defence='" + esc(d) + "' data-attack='" + esc(a) + "'><td>" + esc(d) + "</td><td>" + esc(rec) + "</td><td>" + esc(a) + "</td><td class='num'>" + num(p.mean_rank_without, 2) + " → " + num(p.mean_rank_with, 2) +
+              "</td><td class='num gain'>" + withCi(p.mean_rank_gain, p.mean_rank_gain_ci, function (v) { return num(v, 2); }) + "</td><td class='num'>" + withCi(p.top1_with, p.top1_with_ci, pct) +
+              "</td><td class='num'>" + (p.detected === undefined || p.detected === null ? "–" : withCi(p.detected, p.detected_ci, pct)) + "</td><td class='num'>" + (cell.false_positive_rate === undefined ? "–" : pct(cell.false_positive_rate)) + "</td></tr>");
+          });
+        });
+      });
+      h.push("</table></div>");
+      var texts = (s.attack_texts || {}).texts || {};
+      h.push("<details><summary class='small'>the attack texts</summary><table>" + Object.keys(texts).map(function (k) { return "<tr><td>" + esc(k) + "</td><td class='mono small'>" + esc(texts[k]) + "</td></tr>"; }).join("") + "</table></details></div>");
+    });
+    root.innerHTML = any ? h.join("") : "<div class='empty'>only the STS in this study (sts.attacks and sts.defences at their defaults)</div>";
+  }
+  X.pages.sts = { views: [["overview", "Protocol"], ["ranks", "Ranks"], ["search", "Search"], ["attacks", "Attacks"], ["world", "World A/B"]],
+    render: { overview: stsOverview, ranks: stsRanks, search: stsSearch, attacks: stsAttacks, world: stsWorld } };
 
   // ================================================================== fidelity
   var CHOOSERS = [["brain", "brain"], ["popularity", "popularity (same picks)"], ["genre", "genre (same picks)"], ["random", "random (same picks)"]];
