@@ -270,3 +270,23 @@ def test_tiny_model_perplexity_flags_the_sts_and_not_the_clean_items(tmp_path):
     assert rec.last_item_scores[target] > 9.0
     assert max(s for i, s in rec.last_item_scores.items() if i != target) < 5.0
     assert STS not in rec.item_json(target) and "cold brew coffee" in rec.item_json(target)
+
+
+def test_a_shared_request_whose_first_copy_is_cancelled_is_asked_again(tmp_path):
+    from recworld.simulator.llm.service import LLMRequest
+
+    with FakeLLMServer(lambda body, n: Reply("hello", delay=0.3)) as srv:
+        svc = service(srv, tmp_path)
+        q = LLMRequest([{"role": "user", "content": "x"}], shared=True)
+
+        async def go():
+            first = asyncio.ensure_future(svc.acomplete(q))
+            await asyncio.sleep(0.05)
+            second = asyncio.ensure_future(svc.acomplete(q))
+            await asyncio.sleep(0.05)
+            first.cancel()
+            got = await second
+            return first.cancelled(), got
+
+        cancelled, got = svc.background().run(go())
+    assert cancelled and got.ok and got.text == "hello" and not got.cache_hit

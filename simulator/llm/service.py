@@ -707,6 +707,9 @@ class LLMService:
                 r = await self._acomplete(req, semaphore)
                 fut.set_result(r)
                 return r
+            except asyncio.CancelledError:
+                fut.cancel()                                     # the waiters ask for themselves
+                raise
             except BaseException as e:
                 fut.set_exception(e)
                 fut.exception()                                  # retrieved: no "never retrieved" warning
@@ -714,7 +717,12 @@ class LLMService:
             finally:
                 self._shared.pop(slot, None)
         t0 = time.perf_counter()
-        got = await asyncio.shield(first)
+        try:
+            got = await asyncio.shield(first)
+        except asyncio.CancelledError:
+            if not first.cancelled():                            # this request was cancelled
+                raise
+            return await self._acomplete_shared(req, semaphore)  # the first was: ask again
         r = LLMResult(text=got.text, parsed=got.parsed, ok=got.ok, fallback=got.fallback, cache_hit=got.ok,
                       prompt_tokens=got.prompt_tokens, completion_tokens=got.completion_tokens, error=got.error,
                       fallback_reason=got.fallback_reason, top_logprobs=got.top_logprobs, tokens=got.tokens,
