@@ -352,3 +352,20 @@ def test_attacks_run_on_the_same_trials_beside_the_sts(tmp_path):
     assert main["protocol"]["llm_ranker"]["ranks_with"] == cell["attacks"]["sts"]["ranks_with"]
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| none | llm_ranker | instruction |" in report and "Attack texts" in report
+
+
+def test_world_over_seeds_with_attackers_gives_paired_intervals(tmp_path):
+    with FakeLLMServer(persuadable) as srv:
+        cfg = sts_scenario(srv.url, catalogs=[], optimize={"budget_calls": 0}, trials=2, world_seeds=2,
+                           attackers=0.25, recommenders=[{"name": "llm_ranker"}])
+        cfg["social"] = {"graph": "small_world", "degree": 4}
+        res = sts.run_sts(cfg, tmp_path / "out", progress=False)
+    ab = res["world_ab"]
+    assert list(ab["arms"]) == ["without", "sts", "attackers"] and ab["seeds"] == [2, 3]
+    assert ab["status"] == "completed" and "world" not in res
+    for arm in ("sts", "attackers"):
+        for key, d in ab["differences"][arm].items():
+            if d["mean"] is not None and d["low"] is not None:
+                assert d["low"] <= d["mean"] <= d["high"], key
+    assert (tmp_path / "out" / "world_ab" / "report.md").exists()
+    assert "In the world, over seeds" in (tmp_path / "out" / "report.md").read_text()
