@@ -368,4 +368,9 @@ def test_world_over_seeds_with_attackers_gives_paired_intervals(tmp_path):
             if d["mean"] is not None and d["low"] is not None:
                 assert d["low"] <= d["mean"] <= d["high"], key
     assert (tmp_path / "out" / "world_ab" / "report.md").exists()
+    import pandas as pd
+
+    path = pd.read_csv(tmp_path / "out" / "world_ab" / "target_path_attackers.csv")
+    assert res["world_ab"]["target_path"]["attackers"]["events"] == len(path) > 0
+    assert path["attacker"].any() and {"chat", "heard"} & set(path["event"])
     assert "In the world, over seeds" in (tmp_path / "out" / "report.md").read_text()

@@ -896,7 +896,7 @@ def study_llm(cfg) -> tuple:
 def run_world_ab(scn, sts_text: str, out: Path, progress: bool) -> dict:
     """The in-world A/B over ``sts.world_seeds`` seeds: without, with the STS, and (when
     ``sts.attackers`` > 0) with attackers in the population instead; paired intervals."""
-    from recworld.simulator.studies.sts_world import attackers_override, world_ab, write_world_ab
+    from recworld.simulator.studies.sts_world import attackers_override, item_path, world_ab, write_world_ab
 
     st = scn.sts
     base = scn.model_dump(mode="json")
@@ -906,6 +906,21 @@ def run_world_ab(scn, sts_text: str, out: Path, progress: bool) -> dict:
     folder = out / "world_ab"
     res = world_ab(base, arms, st.world_seeds, folder, progress=progress)
     write_world_ab(res, folder)
+    # the target's path through the users of each non-baseline arm's first run (chats, posts,
+    # heard-of with its hop, purchases, ratings), one CSV per arm
+    for arm in list(arms)[1:]:
+        run = next((r for r in res.get("runs", []) if r.get("arm") == arm
+                    and r.get("status") in ("completed", "degraded")), None)
+        if run is None:
+            continue
+        try:
+            path = item_path(run["folder"], st.target)
+        except Exception as e:                        # a figure, not the study: say so and go on
+            log.warning("world A/B: the target's path in %s could not be read (%s)", run["folder"], e)
+            continue
+        path.to_csv(folder / f"target_path_{arm}.csv", index=False)
+        res.setdefault("target_path", {})[arm] = {"file": f"world_ab/target_path_{arm}.csv", "events": len(path),
+                                                  "users": int(path["user_id"].nunique()) if len(path) else 0}
     return res
 
 
@@ -993,6 +1008,9 @@ def report(results: dict) -> str:
         from recworld.simulator.studies.sts_world import world_ab_report
 
         lines += ["## In the world, over seeds", "", world_ab_report(ab), "", "Plots and runs: `world_ab/`.", ""]
+        for arm, tp in (ab.get("target_path") or {}).items():
+            lines += [f"The target's path through the users of the first `{arm}` run: `{tp['file']}` ({tp['events']} "
+                      f"events, {tp['users']} users).", ""]
     w = results.get("world")
     if w:
         lines += ["## In the world: the same seed with and without the STS", "",
