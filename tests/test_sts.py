@@ -374,3 +374,54 @@ def test_world_over_seeds_with_attackers_gives_paired_intervals(tmp_path):
     assert res["world_ab"]["target_path"]["attackers"]["events"] == len(path) > 0
     assert path["attacker"].any() and {"chat", "heard"} & set(path["event"])
     assert "In the world, over seeds" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_catalog_of_its_own_runs_through_every_attack_and_defence(tmp_path):
+    """A user's JSONL catalog with other fields (no Description) and names that share their
+    first words: every attack and defence runs, each on the same trials."""
+    names = ["The Red Kettle", "The Blue Kettle", "The Green Kettle", "Steel Pot", "Iron Pan", "Glass Jug"]
+    path = tmp_path / "kettles.jsonl"
+    path.write_text("\n".join(json.dumps({"Name": n, "Summary": f"A sturdy {n.lower()} for a small kitchen, easy to "
+                                                                "clean and quick to heat.", "Price": f"${20 + k}"})
+                              for k, n in enumerate(names)) + "\n")
+    with FakeLLMServer(persuadable) as srv:
+        cfg = sts_scenario(srv.url, optimize={"budget_calls": 10}, trials=2, world=False, text="",
+                           attacks=["sts", "instruction", "random", "reviews", "rewrite"],
+                           defences=["none", "data_marking", "paraphrase"], recommenders=[{"name": "llm_ranker"}],
+                           catalogs=[{"path": str(path), "target": "The Green Kettle", "domain": "kettle"}])
+        res = sts.run_sts(cfg, tmp_path / "out", progress=False)
+    own = res["studies"]["kettles"]
+    assert own["target"] == "The Green Kettle" and own["search"]["objective"] == "logprob"
+    assert own["search"]["curve"] and all(np.isfinite(c["best_logprob"]) for c in own["search"]["curve"])
+    for d in ("none", "data_marking", "paraphrase"):
+        cell = own["matrix"][d]["llm_ranker"]
+        assert set(cell["attacks"]) == {"sts", "instruction", "random", "reviews", "rewrite"}
+        assert all(p["trials"] == 2 for p in cell["attacks"].values())
+    assert res["status"] == "completed"
+
+
+def test_logprob_follows_a_first_token_shared_with_other_names(tmp_path):
+    """Names that share their first token: the shared token is written into the answer's
+    opening and the next token is asked for; the log-probability is the sum of the steps."""
+    names = ["The Red Kettle", "The Green Kettle", "Steel Pot"]
+    path = tmp_path / "k.jsonl"
+    path.write_text("\n".join(json.dumps({"Name": n, "Description": "A kettle."}) for n in names) + "\n")
+    openings = []
+
+    def tokens(body, n):
+        opening = body["messages"][-1]["content"]
+        openings.append(opening)
+        top = {"The": -0.2, "Steel": -1.8} if opening.endswith('["') else {" Green": -1.5, " Red": -0.3}
+        return Reply("x", top_logprobs=[top])
+
+    from recworld.simulator.scenario import RecommenderConfig
+
+    with FakeLLMServer(tokens) as srv:
+        llm = service(srv, tmp_path)
+        study = sts.Study(load_products(str(path)), "The Green Kettle", llm, "after_description", "Description",
+                          "kettle", "I need a {domain}.")
+        got = study.logprob_many(RecommenderConfig(name="llm_ranker"), [""], [(np.arange(3), 1)])
+        llm.close()
+    assert openings == ['{"ranking": ["', '{"ranking": ["The']
+    assert got[0][0]["logprob"] == pytest.approx(-0.2 - 1.5) and not got[0][0]["bound"]
+    assert got[0][0]["place"] == 1 and study.calls == 2
