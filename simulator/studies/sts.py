@@ -581,7 +581,10 @@ def optimize_logprob(study: Study, cfg, budget: CallBudget, length: int, edits: 
     baseline, the best STS so far and ``candidates`` edits of it (one batch); the best
     candidate replaces the best STS when it scores higher.  The best STS's score on each
     step's fresh orders (chosen on earlier orders, so not flattered by the choice) is the
-    curve.  Stops when the next step would not fit in the budget."""
+    curve.  Each text's gains over the no-STS text are kept; when the best so far has been
+    scored twice and looks worse than an earlier one, the climb goes on from that one, and
+    the answer is the last best unless an earlier text scored twice has a higher mean gain.
+    Stops when the next step would not fit in the budget."""
     rng = np.random.default_rng(seed)
     vocab = vocabulary(study.catalog)
     words = init.split() if init.strip() else [vocab[i] for i in rng.integers(0, len(vocab), size=length)]
@@ -589,6 +592,9 @@ def optimize_logprob(study: Study, cfg, budget: CallBudget, length: int, edits: 
     t0 = time.perf_counter()
     curve, step, cost, accepted = [], 0, None, 0
     ranker = study.logprob_ranker(cfg)
+    #: per text: the gains over the no-STS text (log-probability, paired on each step's orders)
+    #: of every step it was scored in as the best so far
+    evidence: dict[str, list[float]] = {}
     while True:
         need = cost if cost is not None else (2 + candidates) * step_orders
         if budget.spent + need > budget.limit:
@@ -613,16 +619,36 @@ def optimize_logprob(study: Study, cfg, budget: CallBudget, length: int, edits: 
         place = [float(np.mean([g["place"] for g in row])) for row in got]
         j = int(np.argmax(score[2:])) + 2
         took = score[j] > score[1]
+        evidence.setdefault(texts[1], []).append(score[1] - score[0])
+        proven = {t: float(np.mean(g)) for t, g in evidence.items() if len(g) >= 2}
         curve.append({"calls": budget.spent, "step": step, "no_sts_logprob": score[0], "best_logprob": score[1],
                       "candidate_logprob": score[j], "no_sts_place": place[0], "best_place": place[1],
                       "best_p_first": math.exp(score[1]), "no_sts_p_first": math.exp(score[0]), "accepted": took,
+                      "best_gain": score[1] - score[0],
                       "bounded": sum(g["bound"] for row in got for g in row)})
         if took:
             best_words = cands[j - 2]
             accepted += 1
+            evidence.setdefault(texts[j], []).append(score[j] - score[0])   # its winning order (flattering)
+        elif proven and texts[1] in proven and proven[texts[1]] < max(proven.values()):
+            # the best so far has been tested enough to look worse than an earlier one: climb
+            # on from that one instead (one lucky order had put it aside)
+            best_words = max(proven, key=proven.get).split()
+            curve[-1]["returned"] = True
         step += 1
     last = curve[-max(1, min(5, len(curve))):] if curve else []
-    return {"sts": " ".join(best_words), "objective": "logprob", "scored_with": ranker.name,
+    # The answer is the text with the highest mean gain over the fresh orders it was scored on
+    # as the best so far (at least two), not simply the last one: one order is a noisy test,
+    # and a lucky win on one can replace a better text (the climb then drifts down).
+    proven = {t: float(np.mean(g)) for t, g in evidence.items() if len(g) >= 2}
+    last_text = " ".join(best_words)
+    last_mean = float(np.mean(evidence[last_text])) if evidence.get(last_text) else -math.inf
+    chosen = last_text
+    if proven and max(proven.values()) > last_mean:
+        chosen = max(proven, key=proven.get)
+    return {"sts": chosen, "objective": "logprob", "scored_with": ranker.name, "last_sts": last_text,
+            "chosen_mean_gain": proven.get(chosen), "chosen_orders": len(evidence.get(chosen, [])),
+            "evidence": [{"sts": t, "orders": len(g), "mean_gain": float(np.mean(g))} for t, g in evidence.items()],
             "calls": budget.spent, "budget_calls": budget.limit, "steps": step, "accepted": accepted,
             "candidates": candidates, "step_orders": step_orders, "orders": step_orders,
             "start_logprob": curve[0]["best_logprob"] if curve else None,
@@ -828,6 +854,8 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
                                          progress=bar.update, objective=o.objective, candidates=o.candidates,
                                          step_orders=o.step_orders, top_logprobs=o.top_logprobs)
                 text = res["search"]["sts"]
+                results["studies"][name] = dict(res, sts=text, protocol={})
+                _write(out, results)                # the search is kept, whatever comes next
             res["sts"] = text
             bar.set_description(f"sts {res['catalog']}: {', '.join(c.name for c in st.recommenders)}")
             if list(st.attacks) == ["sts"] and list(st.defences) == ["none"]:
@@ -981,7 +1009,7 @@ def report(results: dict) -> str:
                 lines += [f"The search fell back to the rank objective: {se['fallback']}.", ""]
         lines += ["| recommender | trials | mean rank without → with | gain [95% CI] | top-1 without | "
                   "top-1 with | advantage | disadvantage | LLM calls |", "|---|---|---|---|---|---|---|---|---|"]
-        for rec, p in s["protocol"].items():
+        for rec, p in (s.get("protocol") or {}).items():
             lines.append(
                 f"| {rec} | {p['trials']} | {p['mean_rank_without']:.2f} → {p['mean_rank_with']:.2f} | "
                 f"{p['mean_rank_gain']:+.2f} {_ci(p['mean_rank_gain_ci'])} | {p['top1_without']:.2f} "
@@ -990,12 +1018,12 @@ def report(results: dict) -> str:
                 f"{_ci(p['disadvantage_ci'])} | {p['llm_calls']} |")
         base = [f"{rec}: listed in {1 - p['absent_without']:.0%} of answers {_ci(p['listed_without_ci'])}, at mean rank "
                 f"{_fmt(p.get('mean_rank_when_listed_without'), 2)} when listed"
-                for rec, p in s["protocol"].items() if p.get("listed_without_ci") is not None]
+                for rec, p in (s.get("protocol") or {}).items() if p.get("listed_without_ci") is not None]
         if base:
             lines += ["", "Without any STS, the target is " + "; ".join(base) + "."]
         answers = [f"{rec}: {p['ranking_answers']} ranking answers, {p['unknown_name_answers']} naming something "
                    f"not in the list shown, {p['answers_at_max_tokens']} cut at max_tokens"
-                   for rec, p in s["protocol"].items() if p.get("ranking_answers") is not None]
+                   for rec, p in (s.get("protocol") or {}).items() if p.get("ranking_answers") is not None]
         if answers:
             lines += ["", "Answers: " + "; ".join(answers) + "."]
         if s.get("matrix"):
@@ -1047,7 +1075,10 @@ def _plots(out: Path, results: dict) -> None:
     from matplotlib.figure import Figure
 
     for name, s in results["studies"].items():
-        recs = list(s["protocol"])
+        recs = list(s.get("protocol") or {})
+        if not recs:                                  # the search is done, the protocol is not
+            _search_plot(out, name, s)
+            continue
         fig = Figure(figsize=(5 * len(recs), 3.4))
         axes = fig.subplots(1, len(recs), squeeze=False)[0]
         n = s["items"]
@@ -1061,34 +1092,7 @@ def _plots(out: Path, results: dict) -> None:
             a.legend()
         fig.tight_layout()
         fig.savefig(out / "plots" / f"ranks_{name}.png", dpi=110)
-        if "search" in s and s["search"].get("objective") == "logprob" and s["search"]["curve"]:
-            cv = pd.DataFrame(s["search"]["curve"])
-            fig = Figure(figsize=(10, 3.4))
-            a, b = fig.subplots(1, 2)
-            a.plot(cv["calls"], cv["candidate_logprob"], ".", color="tab:gray", label="best candidate of the step")
-            a.plot(cv["calls"], cv["best_logprob"], "-o", ms=3, color="tab:red", label="best STS so far")
-            a.plot(cv["calls"], cv["no_sts_logprob"], "--", color="k", label="no STS")
-            a.set(xlabel="LLM calls", ylabel="log P(answer begins with target)",
-                  title=f"STS search on fresh orders: {s['target']}")
-            a.legend(fontsize=8)
-            b.plot(cv["calls"], cv["best_place"], "-o", ms=3, color="tab:red", label="best STS so far")
-            b.plot(cv["calls"], cv["no_sts_place"], "--", color="k", label="no STS")
-            b.invert_yaxis()
-            b.set(xlabel="LLM calls", ylabel="target's place as first answer", title="rank among the names")
-            b.legend(fontsize=8)
-            fig.tight_layout()
-            fig.savefig(out / "plots" / f"search_{name}.png", dpi=110)
-        elif "search" in s:
-            cv = pd.DataFrame(s["search"]["curve"])
-            fig = Figure(figsize=(5.5, 3.4))
-            a = fig.subplots()
-            a.plot(cv["calls"], cv["candidate_mean_rank"], ".", color="tab:gray", label="candidate")
-            a.step(cv["calls"], cv["best_mean_rank"], where="post", color="tab:red", label="best so far")
-            a.axhline(s["search"]["no_sts_mean_rank"], ls="--", color="k", label="no STS")
-            a.set(xlabel="LLM calls", ylabel="target's mean rank (lower is better)", title=f"STS search: {s['target']}")
-            a.legend()
-            fig.tight_layout()
-            fig.savefig(out / "plots" / f"search_{name}.png", dpi=110)
+        _search_plot(out, name, s)
     w = results.get("world")
     if w:
         fig = Figure(figsize=(11, 3.6))
@@ -1112,3 +1116,36 @@ def _plots(out: Path, results: dict) -> None:
         b.legend()
         fig.tight_layout()
         fig.savefig(out / "plots" / "world.png", dpi=110)
+
+
+def _search_plot(out: Path, name: str, s: dict) -> None:
+    from matplotlib.figure import Figure
+
+    if "search" in s and s["search"].get("objective") == "logprob" and s["search"]["curve"]:
+        cv = pd.DataFrame(s["search"]["curve"])
+        fig = Figure(figsize=(10, 3.4))
+        a, b = fig.subplots(1, 2)
+        a.plot(cv["calls"], cv["candidate_logprob"], ".", color="tab:gray", label="best candidate of the step")
+        a.plot(cv["calls"], cv["best_logprob"], "-o", ms=3, color="tab:red", label="best STS so far")
+        a.plot(cv["calls"], cv["no_sts_logprob"], "--", color="k", label="no STS")
+        a.set(xlabel="LLM calls", ylabel="log P(answer begins with target)",
+              title=f"STS search on fresh orders: {s['target']}")
+        a.legend(fontsize=8)
+        b.plot(cv["calls"], cv["best_place"], "-o", ms=3, color="tab:red", label="best STS so far")
+        b.plot(cv["calls"], cv["no_sts_place"], "--", color="k", label="no STS")
+        b.invert_yaxis()
+        b.set(xlabel="LLM calls", ylabel="target's place as first answer", title="rank among the names")
+        b.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "plots" / f"search_{name}.png", dpi=110)
+    elif "search" in s:
+        cv = pd.DataFrame(s["search"]["curve"])
+        fig = Figure(figsize=(5.5, 3.4))
+        a = fig.subplots()
+        a.plot(cv["calls"], cv["candidate_mean_rank"], ".", color="tab:gray", label="candidate")
+        a.step(cv["calls"], cv["best_mean_rank"], where="post", color="tab:red", label="best so far")
+        a.axhline(s["search"]["no_sts_mean_rank"], ls="--", color="k", label="no STS")
+        a.set(xlabel="LLM calls", ylabel="target's mean rank (lower is better)", title=f"STS search: {s['target']}")
+        a.legend()
+        fig.tight_layout()
+        fig.savefig(out / "plots" / f"search_{name}.png", dpi=110)
