@@ -564,7 +564,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"recworld {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     for name, (help_text, add_arguments, handler) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_text)
+        sp = sub.add_parser(name, help=help_text.replace("%", "%%"))     # argparse formats help with %
         add_arguments(sp)
         sp.set_defaults(handler=handler)
     return p

@@ -31,6 +31,15 @@ def test_every_subcommand_is_registered():
     assert all(callable(add) and callable(handler) for _, add, handler in COMMANDS.values())
 
 
+@pytest.mark.parametrize("args", [["--help"]] + [[name, "--help"] for name in sorted(COMMANDS)])
+def test_help_prints_for_the_tool_and_every_subcommand(args, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and ("95% intervals" in out or args != ["--help"])
+
+
 def test_list_still_lists(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
