@@ -1131,11 +1131,12 @@ def _search_plot(out: Path, name: str, s: dict) -> None:
         a.set(xlabel="LLM calls", ylabel="log P(answer begins with target)",
               title=f"STS search on fresh orders: {s['target']}")
         a.legend(fontsize=8)
-        b.plot(cv["calls"], cv["best_place"], "-o", ms=3, color="tab:red", label="best STS so far")
-        b.plot(cv["calls"], cv["no_sts_place"], "--", color="k", label="no STS")
-        b.invert_yaxis()
-        b.set(xlabel="LLM calls", ylabel="target's place as first answer", title="rank among the names")
-        b.legend(fontsize=8)
+        gain = cv["best_logprob"] - cv["no_sts_logprob"]
+        width = 0.6 * float(np.diff(cv["calls"]).min()) if len(cv) > 1 else 1.0
+        b.bar(cv["calls"], gain, width=max(width, 0.5), color=["tab:red" if g > 0 else "tab:gray" for g in gain])
+        b.axhline(0, color="k", lw=0.8)
+        b.set(xlabel="LLM calls", ylabel="log-probability gain",
+              title="best STS so far minus no STS (same fresh order)")
         fig.tight_layout()
         fig.savefig(out / "plots" / f"search_{name}.png", dpi=110)
     elif "search" in s:
