@@ -158,9 +158,10 @@ def _logsumexp(values) -> float:
     return m + math.log(float(np.exp(v - m).sum()))
 
 
-def _name_mass(cands: dict[str, float], name: str) -> float:
-    """log of the probability of the candidate tokens that ``name`` starts with."""
-    lps = [lp for t, lp in cands.items() if name.startswith(t)]
+def _name_mass(cands: dict[str, float], name: str, names: list[str]) -> float:
+    """log of the probability of the candidate tokens that start ``name`` and no other of
+    ``names`` (a token shared by several names, such as ``C``, counts for none)."""
+    lps = [lp for t, lp in cands.items() if name.startswith(t) and sum(x.startswith(t) for x in names) == 1]
     return _logsumexp(lps) if lps else -math.inf
 
 
@@ -304,8 +305,8 @@ class Study:
                                    "the LLM settings (llm_calls.jsonl has the call)")
             cands = {t: float(lp) for t, lp in r.top_logprobs[0].items() if t}
             if place is None:                      # the first token: where the target stands among the names
-                mine = _name_mass(cands, name)
-                place = 1 + sum(_name_mass(cands, o) > mine for o in others)
+                mine = _name_mass(cands, name, names)
+                place = 1 + sum(_name_mass(cands, o, names) > mine for o in others)
             rest = name[len(prefix):]
             fits = {t: lp for t, lp in cands.items() if rest.startswith(t)}
             if not fits:
