@@ -424,4 +424,5 @@ def test_logprob_follows_a_first_token_shared_with_other_names(tmp_path):
         llm.close()
     assert openings == ['{"ranking": ["', '{"ranking": ["The']
     assert got[0][0]["logprob"] == pytest.approx(-0.2 - 1.5) and not got[0][0]["bound"]
-    assert got[0][0]["place"] == 1 and study.calls == 2
+    # the place reads the first token only: "The" starts two names and counts for neither
+    assert got[0][0]["place"] == 2 and study.calls == 2
