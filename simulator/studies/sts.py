@@ -793,6 +793,14 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
     from recworld.simulator.run import run_scenario, sigterm_interrupts
     from recworld.simulator.scenario import ScenarioError, load_scenario, validate_plugins
 
+    from recworld.simulator.scenario import Scenario
+
+    # whether the scenario itself names the embedded model (reloading a Scenario object marks
+    # every field as given, so it is read before)
+    named = None
+    if isinstance(scenario, Scenario):
+        named = "embedded_model" in scenario.llm.model_fields_set or any(
+            o.split("=", 1)[0].strip() in ("llm", "llm.embedded_model") for o in overrides or [])
     scn = load_scenario(scenario, overrides)
     validate_plugins(scn, str(scenario) if isinstance(scenario, (str, Path)) else None)
     st = scn.sts
@@ -832,7 +840,7 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
     # ranking is its whole loop)
     arms = len(st.attacks) + 1
     total = len(studies) * (budget + n_trials * arms * len(st.recommenders) * len(st.defences))
-    llm_cfg, chosen = study_llm(scn.llm)
+    llm_cfg, chosen = study_llm(scn.llm, named)
     results = {"scenario": scn.name, "target": st.target, "position": st.position, "model": llm_cfg.model,
                "embedded_model": llm_cfg.embedded_model, "status": "running", "studies": {}}
     if chosen:
@@ -901,7 +909,7 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
     return results
 
 
-def study_llm(cfg) -> tuple:
+def study_llm(cfg, named: bool | None = None) -> tuple:
     """The LLM settings of a study, and why they differ from ``cfg`` (or None): on the
     embedded model, a study runs on the quality model when its package is installed and the
     scenario did not choose a model (the tiny default shows no effect, docs/sts.md)."""
@@ -909,7 +917,9 @@ def study_llm(cfg) -> tuple:
 
     from recworld.simulator.llm.embedded import MODELS, QUALITY_MODEL
 
-    if cfg.model != "embedded" or "embedded_model" in cfg.model_fields_set or cfg.embedded_model == QUALITY_MODEL:
+    if named is None:
+        named = "embedded_model" in cfg.model_fields_set
+    if cfg.model != "embedded" or named or cfg.embedded_model == QUALITY_MODEL:
         return cfg, None
     package = MODELS[QUALITY_MODEL][0]
     if importlib.util.find_spec(package) is None:
