@@ -491,6 +491,9 @@ def _cmd_sts(args) -> int:
     if (out / "report.html").exists():
         print(f"page: {out}/report.html")
     print(f"report: {out}/report.md")
+    if res.get("status") != "completed":             # e.g. degraded: some world runs failed
+        print(f"status: {res.get('status')} ({res.get('status_detail', '')})", file=sys.stderr)
+        return STATUS_EXIT.get(res.get("status"), EXIT_FAILED)
     return EXIT_OK
 
 

@@ -291,6 +291,16 @@ class STSConfig(Strict):
         description="the hand-written instruction attack ({target} and {domain} are filled in)")
     rewrite_chars: int = Field(400, ge=40, le=4000, description="length limit of the rewritten description")
     reviews: int = Field(3, ge=1, le=10, description="fake reviews in the reviews attack")
+    @field_validator("instruction")
+    @classmethod
+    def _instruction_fills(cls, v: str) -> str:
+        try:
+            v.format(target="t", domain="d")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"only {{target}} and {{domain}} can be filled in ({type(e).__name__}: {e}); "
+                             "write other braces as {{ and }}") from None
+        return v
+
     world_seeds: int = Field(1, ge=1, le=1000, description=(
         "seeds of the in-world A/B (paired: the same seeds in every arm); above 1 the figures carry 95% intervals"))
     attackers: float = Field(0.0, ge=0.0, lt=1.0, description=(

@@ -446,3 +446,34 @@ def test_a_study_runs_on_the_quality_model_when_installed_unless_the_scenario_na
     assert sts.study_llm(reloaded.llm, named=False)[0].embedded_model == QUALITY_MODEL
     hosted = load_scenario({"llm": {"model": "openai/x"}, "sts": {"target": "x"}})
     assert sts.study_llm(hosted.llm) == (hosted.llm, None)
+
+
+def test_an_instruction_with_an_unknown_placeholder_names_the_field():
+    with pytest.raises(ScenarioError, match="sts.instruction"):
+        load_scenario({"sts": {"target": "x", "instruction": "List {product} first."}})
+    assert load_scenario({"sts": {"target": "x", "instruction": "List {target} first {{now}}."}})
+
+
+def test_a_study_whose_world_runs_partly_failed_says_degraded(tmp_path, monkeypatch):
+    import recworld.simulator.run
+    from recworld.simulator.cli import EXIT_DEGRADED, main
+
+    real = recworld.simulator.run.run_scenario
+
+    def flaky(scn, folder, *a, **k):
+        if "attackers" in str(folder):
+            raise RuntimeError("disk full")
+        return real(scn, folder, *a, **k)
+
+    monkeypatch.setattr(recworld.simulator.run, "run_scenario", flaky)
+    with FakeLLMServer(persuadable) as srv:
+        cfg = sts_scenario(srv.url, catalogs=[], optimize={"budget_calls": 0}, trials=2, world_seeds=2,
+                           attackers=0.25, recommenders=[{"name": "llm_ranker"}])
+        import yaml
+
+        (tmp_path / "s.yaml").write_text(yaml.safe_dump(cfg))
+        code = main(["sts", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"), "--no-progress"])
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert code == EXIT_DEGRADED and saved["status"] == "degraded"
+    assert saved["status_detail"].startswith("world A/B: partial: 2 of 6")
+    assert "**Status: degraded** (world A/B: partial" in (tmp_path / "out" / "report.md").read_text()

@@ -225,13 +225,13 @@ class Study:
         self.calls += int(self.last_stats[0].get("llm_calls", 0))
         return int(ranks[target])
 
-    def rank_many(self, jobs: list[tuple], budget: CallBudget | None = None, progress=None) -> list[int]:
-        """The target's rank for each job ``(recommender config, sts, order, seed)``, all sent
-        to the LLM together (at most ``llm.max_concurrency`` requests in flight); results in
-        job order.  With a ``budget``, a request beyond it is not sent: the rankings that
-        needed one raise ``BudgetSpent`` (after the others have finished)."""
-        made = [self._ranker(*job) for job in jobs]          # built here: the loop only waits for answers
+    def _run_batch(self, coroutines, budget: CallBudget | None = None) -> tuple[list, int]:
+        """Run ``coroutines(call)`` together on the service's loop, where ``call(request)``
+        asks the LLM with at most ``llm.max_concurrency`` requests in flight and, with a
+        ``budget``, raises ``BudgetSpent`` instead of sending a request beyond it.  Returns
+        the results in order (exceptions included) and the requests sent."""
         limit = max(1, int(getattr(getattr(self.llm, "config", None), "max_concurrency", 1) or 1))
+        sent = [0]
 
         async def batch():
             sem = asyncio.Semaphore(limit)
@@ -239,21 +239,32 @@ class Study:
             async def call(q):
                 if budget is not None and not budget.take():
                     raise BudgetSpent(f"the budget of {budget.limit} LLM calls is spent")
+                sent[0] += 1
                 return await self.llm.acomplete(q, sem)
 
-            async def one(rec, seed):
-                if hasattr(rec, "arank_items"):
-                    ranks = await rec.arank_items(np.arange(self.n), self.query, seed, call)
-                else:                                        # a plug-in with the synchronous method only
-                    ranks = await asyncio.to_thread(rec.rank_items, np.arange(self.n), self.query, seed)
-                if progress:
-                    progress(1)
-                return ranks
-
-            return await asyncio.gather(*(one(rec, job[3]) for (rec, _), job in zip(made, jobs)),
-                                        return_exceptions=True)
+            return await asyncio.gather(*coroutines(call), return_exceptions=True)
 
         results = self.llm.background().run(batch())
+        return results, sent[0]
+
+    def rank_many(self, jobs: list[tuple], budget: CallBudget | None = None, progress=None) -> list[int]:
+        """The target's rank for each job ``(recommender config, sts, order, seed)``, all sent
+        to the LLM together (at most ``llm.max_concurrency`` requests in flight); results in
+        job order.  With a ``budget``, a request beyond it is not sent: the rankings that
+        needed one raise ``BudgetSpent`` (after the others have finished)."""
+        made = [self._ranker(*job) for job in jobs]          # built here: the loop only waits for answers
+
+        async def one(rec, seed, call):
+            if hasattr(rec, "arank_items"):
+                ranks = await rec.arank_items(np.arange(self.n), self.query, seed, call)
+            else:                                            # a plug-in with the synchronous method only
+                ranks = await asyncio.to_thread(rec.rank_items, np.arange(self.n), self.query, seed)
+            if progress:
+                progress(1)
+            return ranks
+
+        results, _ = self._run_batch(lambda call: [one(rec, job[3], call) for (rec, _), job in zip(made, jobs)],
+                                     budget)
         self.last_stats = [rec.stats() for rec, _ in made]   # job order, whatever came first
         #: per job, (flagged shown positions, the target's position) when the recommender has a
         #: detecting defence (``last_flagged``: item ids of its catalog, here positions)
@@ -333,23 +344,10 @@ class Study:
         cfg = self.logprob_ranker(cfg)
         jobs = [(text, order, s) for text in texts for order, s in orders]
         made = [self._ranker(cfg, text, order, s) for text, order, s in jobs]
-        limit = max(1, int(getattr(getattr(self.llm, "config", None), "max_concurrency", 1) or 1))
-
-        async def batch():
-            sem = asyncio.Semaphore(limit)
-
-            async def call(q):
-                if budget is not None and not budget.take():
-                    raise BudgetSpent(f"the budget of {budget.limit} LLM calls is spent")
-                sent[0] += 1
-                return await self.llm.acomplete(q, sem)
-
-            return await asyncio.gather(*(self._first_logprob(rec, target, job[2], call, top_k)
-                                          for (rec, target), job in zip(made, jobs)), return_exceptions=True)
-
-        sent = [0]
-        results = self.llm.background().run(batch())
-        self.calls += sent[0]
+        results, sent = self._run_batch(
+            lambda call: [self._first_logprob(rec, target, job[2], call, top_k)
+                          for (rec, target), job in zip(made, jobs)], budget)
+        self.calls += sent
         for kind in (NoLogprobs, BudgetSpent):
             for r in results:
                 if isinstance(r, kind):
@@ -883,6 +881,8 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
         if st.world and (st.world_seeds > 1 or st.attackers > 0):
             llm.close()                             # each world run starts the service it needs
             results["world_ab"] = run_world_ab(scn, results["studies"]["main"]["sts"], out, progress)
+            if results["world_ab"].get("status") != "completed":
+                results["status_detail"] = f"world A/B: {results['world_ab'].get('status')}"
         elif st.world:
             llm.close()                             # each world run starts the service it needs
             sts_text = results["studies"]["main"]["sts"]
@@ -895,7 +895,7 @@ def run_sts(scenario, out: str | Path, overrides: list[str] | None = None, progr
             results["world"]["recommender"] = scn.recommender.name
             results["world"]["brains"] = sorted({scn.population.brain.name}
                                                 | {g.brain.name for g in scn.population.groups})
-        results["status"] = "completed"
+        results["status"] = "degraded" if results.get("status_detail") else "completed"
     except BaseException as e:
         results["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else f"failed: {e!r}"[:500]
         raise
@@ -994,7 +994,9 @@ def _ci(c) -> str:
 def report(results: dict) -> str:
     """The study as Markdown: protocol table per catalog, search, world A/B."""
     model = results["model"] if results["model"] != "embedded" else f"embedded {results['embedded_model']}"
-    status = "" if results.get("status") == "completed" else f"  **Status: {results.get('status')}** (partial results)."
+    detail = f" ({results['status_detail']})" if results.get("status_detail") else ""
+    status = ("" if results.get("status") == "completed"
+              else f"  **Status: {results.get('status')}**{detail} (partial results).")
     lines = [f"# STS study: {results['scenario']}", "", f"LLM: {model}.{status}  Ranks are by first mention (1 = first; "
              "absent = number of products + 1).  Intervals are 95% (Wilson for shares, paired bootstrap for the "
              "mean rank gain).", ""]
