@@ -40,6 +40,9 @@ FEELINGS = {1: "hated it", 2: "was disappointed", 3: "found it okay", 4: "enjoye
 _YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
 
 
+_max = np.maximum.reduce
+
+
 def _draw(cdf: np.ndarray, rng: np.random.Generator) -> int:
     """Index drawn with probabilities proportional to the increments of an (unnormalised) CDF."""
     return min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(cdf) - 1)
@@ -201,23 +204,24 @@ class ParametricBrain(Brain, BatchSessionBrain):
     def utilities(self, state: UserState, items: np.ndarray) -> np.ndarray:
         """Deterministic utility of each item in slate order (position effect included)."""
         u = state.index
-        items = np.asarray(items, dtype=np.int64)
+        if type(items) is not np.ndarray or items.dtype != np.int64:
+            items = np.asarray(items, dtype=np.int64)
         n = len(items)
         g = self.gdist[items]
         util = g @ self._taste_b[u] + self._user_pop[u] * self._pop[items] + self._item_base[items]
         if self._uf is not None:
             util += self._vf[items] @ self._uf[u]
-        util += self._position_for(n)
+        util += self._position[:n] if n <= len(self._position) else self._position_for(n)
         heard, seen = state.heard_of, state.seen
         listed = items.tolist() if heard or seen else ()
         # the bonus and the penalty are added only where some item has them (adding zeros changes nothing)
-        if heard and any(i in heard for i in listed):
+        if heard and not heard.keys().isdisjoint(listed):
             util += self.params.heard_of_bonus * np.fromiter((i in heard for i in listed), bool, n)
         if state.session_watched and self.params.diversity_weight:
             seen_g = self.gdist[state.session_watched].sum(axis=0) > 0
             novelty = g @ ~seen_g            # share of the item's genres new in this session
             util += self.params.diversity_weight * self.diversity[u] * novelty
-        if seen and any(i in seen for i in listed):
+        if seen and not seen.isdisjoint(listed):
             util -= 4.0 * np.fromiter((i in seen for i in listed), bool, n)
         return util
 
@@ -277,7 +281,7 @@ class ParametricBrain(Brain, BatchSessionBrain):
         p = self.params
         util = self.utilities(state, items)
         u0 = self.no_click_utility(state)
-        top = max(u0, float(util.max())) if len(util) else u0
+        top = max(u0, float(_max(util))) if len(util) else u0
         w = np.exp(util - top).tolist()             # choice weights; picked items drop to 0
         w0 = math.exp(u0 - top)
         after_pick = self._after_pick               # each pick makes watching nothing more attractive

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from recworld.simulator.protocols import Feedback, SlateRequest
 
-from .base import BaseRecommender, Params
+from .base import BaseRecommender, Params, without
 
 
 class RandomRecommender(BaseRecommender):
@@ -118,7 +118,7 @@ class PopularityRecommender(BaseRecommender):
         exclude = request.exclude
         head = order[: limit + len(exclude)]           # at most len(exclude) of these are excluded
         if len(exclude):
-            head = head[~np.isin(head, exclude)]
+            head = without(head, exclude)
         return head[:limit].copy()
 
     def update(self, feedback: Feedback) -> None:

@@ -177,7 +177,7 @@ def test_killed_run_keeps_flushed_events(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
-        while time.time() < deadline and len(list((out / "events.parts").glob("part-*.parquet"))) < 3:
+        while time.time() < deadline and len(list((out / "events.parts").glob("part-*.arrow"))) < 3:
             time.sleep(0.1)
         assert proc.poll() is None, "run ended before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)

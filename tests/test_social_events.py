@@ -50,7 +50,7 @@ def test_event_log_streams_parts_and_merges(tmp_path):
     log = EventLog(tmp_path, flush_every=100)
     for t in range(250):
         log.emit(EventKind.SLATE, t, 7, session=1, slate_id=t, items=[1, 2, 3], page=0)
-    parts = sorted((tmp_path / "events.parts").glob("part-*.parquet"))
+    parts = sorted((tmp_path / "events.parts").glob("part-*.arrow"))
     assert len(parts) == 2                  # 200 events already on disk while the run goes on
     assert len(read_events(tmp_path)) == 200
     log.close()

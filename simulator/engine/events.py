@@ -1,9 +1,10 @@
 """Typed event records, streamed to the run folder while the world runs.
 
 All events share one flat schema (``EVENT_SCHEMA``); fields that do not apply to a kind are
-null.  The log is written in parts (``events.parts/part-NNNNN.parquet``, each a complete
-Parquet file) every ``flush_every`` events or every ``flush_seconds`` of wall time, whichever
-comes first, and merged into ``events.parquet`` when the run ends.  A run that dies before the
+null.  The log is written in parts (``events.parts/part-NNNNN.arrow``, each a complete Arrow
+IPC file: cheap to write, since the run pays for it) every ``flush_every`` events or every
+``flush_seconds`` of wall time, whichever comes first, and merged into ``events.parquet``
+(compressed) when the run ends.  A run that dies before the
 merge (even by ``kill -9``) keeps every flushed part, and ``load_run`` reads them.
 """
 
@@ -14,6 +15,9 @@ import time as _time
 from enum import Enum
 from pathlib import Path
 
+from collections import Counter
+
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -54,6 +58,9 @@ EVENT_SCHEMA = pa.schema([
 ])
 FIELDS = tuple(EVENT_SCHEMA.names)
 _OPTIONAL = frozenset(FIELDS[3:])      # the fields ``emit`` takes by keyword
+#: optional numeric fields, filled through numpy at a flush (their numpy type)
+_NUMERIC = {f.name: ("float64" if pa.types.is_floating(f.type) else f.type.to_pandas_dtype().__name__)
+            for f in EVENT_SCHEMA if f.name in _OPTIONAL and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))}
 
 
 class EventLog:
@@ -63,9 +70,10 @@ class EventLog:
     call ``close``) so the parts are merged even when the run raises.
 
     Each optional field keeps the rows that set it and their values; a flush spreads them into
-    full columns.  So an event costs only the fields it sets, and buffering allocates nothing per
-    event (a buffer of one tuple or dict per event, or null padding made on the fly, would keep
-    CPython's garbage collector busy scanning them).
+    full columns (numeric ones through numpy, with a null mask).  So an event costs only the
+    fields it sets, and buffering allocates nothing per event (a buffer of one tuple or dict per
+    event, or null padding made on the fly, would keep CPython's garbage collector busy scanning
+    them).  ``count`` and ``counts`` are worked out from the buffer when asked, not per event.
     """
 
     #: how often (in events) the wall clock is looked at for ``flush_seconds``
@@ -80,30 +88,49 @@ class EventLog:
         self._last_flush = _time.monotonic()
         self._new_buffer()
         self._n_parts = 0
-        self.count = 0
-        self.counts: dict[str, int] = {}
+        self._flushed = 0                                  # events in the parts written so far
+        self._flushed_counts: Counter = Counter()          # ... per kind
         self.closed = False
         self.parts_dir.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def count(self) -> int:
+        """Events emitted so far."""
+        return self._flushed + len(self._time)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Events emitted so far, per kind."""
+        return dict(self._flushed_counts + Counter(self._kind))
+
     def emit(self, kind: EventKind, time: float, user_id: int, **fields) -> None:
-        if not fields.keys() <= _OPTIONAL:
-            raise TypeError(f"unknown event fields {sorted(fields.keys() - _OPTIONAL)}; known: {list(FIELDS)}")
-        cols, rows, values = self._cols, self._rows, self._values
-        row = self._n
-        cols["time"].append(float(time))
-        kind = kind._value_
-        cols["kind"].append(kind)
-        cols["user_id"].append(int(user_id))
-        for f, v in fields.items():
-            rows[f].append(row)
-            values[f].append(v)
-        self._n = n = row + 1
-        self.count += 1
-        counts = self.counts
-        counts[kind] = counts.get(kind, 0) + 1
-        if n >= self.flush_every or (self.flush_seconds is not None and n % self.CLOCK_EVERY == 0
+        times = self._time
+        row = len(times)
+        rows, values = self._rows, self._values
+        try:
+            for f, v in fields.items():
+                rows[f].append(row)
+                values[f].append(v)
+        except KeyError:
+            for f in fields:                               # undo the fields already appended
+                if f in rows and rows[f] and rows[f][-1] == row:
+                    rows[f].pop()
+                    values[f].pop()
+            unknown = sorted(fields.keys() - _OPTIONAL)
+            raise TypeError(f"unknown event fields {unknown}; known: {list(FIELDS)}") from None
+        times.append(float(time))
+        self._kind.append(kind._value_)
+        self._user.append(int(user_id))
+        if row + 1 >= self._check_at:
+            self._due(row + 1)
+
+    def _due(self, n: int) -> None:
+        """Flush when the buffer is full or (looked at every ``CLOCK_EVERY`` events) old enough."""
+        if n >= self.flush_every or (self.flush_seconds is not None
                                      and _time.monotonic() - self._last_flush >= self.flush_seconds):
             self.flush()
+        else:
+            self._check_at = min(self.flush_every, n + self.CLOCK_EVERY)
 
     def flush_if_due(self) -> None:
         """Flush if ``flush_seconds`` have passed (the world calls it while it waits for answers)."""
@@ -111,29 +138,50 @@ class EventLog:
             self.flush()
 
     def _new_buffer(self) -> None:
-        self._cols: dict[str, list] = {f: [] for f in FIELDS[:3]}     # time, kind, user_id: every event
+        self._time: list[float] = []                                    # every event
+        self._kind: list[str] = []
+        self._user: list[int] = []
         self._rows: dict[str, list[int]] = {f: [] for f in FIELDS[3:]}  # per optional field: rows setting it
         self._values: dict[str, list] = {f: [] for f in FIELDS[3:]}    # ... and the values they set
-        self._n = 0                                                     # events in the buffer
+        self._check_at = min(self.flush_every, self.CLOCK_EVERY)        # when ``emit`` looks at flushing next
 
-    def _columns(self) -> dict[str, list]:
-        n, cols = self._n, dict(self._cols)
+    def _columns(self) -> dict[str, object]:
+        n = len(self._time)
+        cols: dict[str, object] = {"time": self._time, "kind": self._kind, "user_id": self._user}
         for f in FIELDS[3:]:
+            rows, vals = self._rows[f], self._values[f]
+            typ = EVENT_SCHEMA.field(f).type
+            if f in _NUMERIC and rows:
+                try:
+                    arr = np.zeros(n, dtype=_NUMERIC[f])
+                    arr[rows] = vals
+                except (TypeError, ValueError, OverflowError):     # a None among them (null): the general path
+                    pass
+                else:
+                    mask = np.ones(n, dtype=bool)
+                    mask[rows] = False
+                    cols[f] = pa.array(arr, mask=mask, type=typ)
+                    continue
             col = [None] * n
-            for i, v in zip(self._rows[f], self._values[f]):
+            for i, v in zip(rows, vals):
                 col[i] = v
             cols[f] = col
         return cols
 
     def flush(self) -> None:
         self._last_flush = _time.monotonic()
-        if not self._n:
+        n = len(self._time)
+        if not n:
+            self._check_at = min(self.flush_every, self.CLOCK_EVERY)
             return
         table = pa.table(self._columns(), schema=EVENT_SCHEMA)
         tmp = self.parts_dir / f".part-{self._n_parts:05d}.tmp"
-        pq.write_table(table, tmp)
-        tmp.rename(self.parts_dir / f"part-{self._n_parts:05d}.parquet")   # atomic: a part is whole or absent
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, EVENT_SCHEMA) as writer:
+            writer.write_table(table)
+        tmp.rename(self.parts_dir / f"part-{self._n_parts:05d}{PART_SUFFIX}")   # atomic: a part is whole or absent
         self._n_parts += 1
+        self._flushed += n
+        self._flushed_counts.update(self._kind)
         self._new_buffer()
 
     def close(self) -> Path:
@@ -141,13 +189,13 @@ class EventLog:
         if self.closed:
             return self.path
         self.flush()
-        parts = sorted(self.parts_dir.glob("part-*.parquet"))
+        parts = _parts(self.parts_dir)
         tmp = self.folder / ".events.parquet.tmp"
         with pq.ParquetWriter(tmp, EVENT_SCHEMA) as w:
             if not parts:
                 w.write_table(EVENT_SCHEMA.empty_table())
             for p in parts:
-                w.write_table(pq.read_table(p, schema=EVENT_SCHEMA))
+                w.write_table(_read_part(p))
         tmp.rename(self.path)
         shutil.rmtree(self.parts_dir, ignore_errors=True)
         self.closed = True
@@ -158,7 +206,6 @@ class EventLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
 
 class NullLog:
     """An event log that keeps counts only (for Gymnasium environments that need no files)."""
@@ -178,6 +225,22 @@ class NullLog:
         pass
 
 
+PART_SUFFIX = ".arrow"
+
+
+def _parts(parts_dir: Path) -> list[Path]:
+    """The flushed parts of a log in order (Arrow IPC; the Parquet parts of runs by earlier versions too)."""
+    return sorted([*parts_dir.glob("part-*.arrow"), *parts_dir.glob("part-*.parquet")],
+                  key=lambda p: p.stem)
+
+
+def _read_part(path: Path) -> pa.Table:
+    if path.suffix == ".parquet":
+        return pq.read_table(path, schema=EVENT_SCHEMA)
+    with pa.OSFile(str(path), "rb") as source:
+        return pa.ipc.open_file(source).read_all()
+
+
 def _to_pandas(table: pa.Table):
     """Nullable integer columns stay integers (pandas ``Int64``), not floats with NaN."""
     import pandas as pd
@@ -192,9 +255,9 @@ def read_events(folder: str | Path):
     path = folder / "events.parquet"
     if path.exists():
         return _to_pandas(pq.read_table(path))
-    parts = sorted((folder / "events.parts").glob("part-*.parquet"))
+    parts = _parts(folder / "events.parts")
     if not parts:
         if any((folder / f).exists() for f in ("events.parts", "scenario.yaml", ".recworld-run.json")):
             return _to_pandas(EVENT_SCHEMA.empty_table())     # a run that wrote no events yet
         raise FileNotFoundError(f"{folder} has no events.parquet and no events.parts/: is it a RecWorld run folder?")
-    return _to_pandas(pa.concat_tables([pq.read_table(p, schema=EVENT_SCHEMA) for p in parts]))
+    return _to_pandas(pa.concat_tables([_read_part(p) for p in parts]))

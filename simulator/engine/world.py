@@ -23,6 +23,8 @@ from recworld.simulator.scenario import Scenario
 from recworld.simulator.data.social import SocialGraph
 
 READ_MINUTES = 0.25       # time to read one post
+_NO_CLICKS = np.empty(0, dtype=np.int64)     # a page where nothing was watched
+_NO_VALUES = np.empty(0)
 
 
 class World:
@@ -68,6 +70,7 @@ class World:
         self._slate_id = 0
         self._excludes: dict[int, tuple[int, np.ndarray]] = {}     # user -> (len(seen), seen as an array)
         self._post_id = 0
+        self._ids_list: list[int] | None = None
         self._started = False
         # set by the Gymnasium World env: slate requests wait in this queue for an action
         self.external: list | None = None
@@ -261,7 +264,8 @@ class World:
         st.session += 1
         st.pages_seen = 0
         st.session_watched = []
-        start = self.env.now
+        env, log = self.env, self.log          # a lane's own (synchronous windows) for the whole session
+        start = env.now
         brain = self.brains[st.index]
         choice = brain.choose_activity(st, start)
         if isinstance(choice, Think):
@@ -269,13 +273,14 @@ class World:
         kind = choice.kind
         if kind == "chat" and len(self.graph.friends[st.index]) == 0:
             kind = "browse"           # nobody to talk to
-        self._emit(K.SESSION_START, st, text=kind)
-        yield from self._read_inbox(st)
+        log.emit(K.SESSION_START, env.now, st.user_id, session=st.session, text=kind)
+        if st.inbox:
+            yield from self._read_inbox(st)
         if kind == "browse":
             yield from self._browse(st, None)
         elif kind == "search":
             yield self._wait(self.think)
-            query = choice.query or brain.search_query(st, self.env.now)
+            query = choice.query or brain.search_query(st, env.now)
             if isinstance(query, Think):
                 query = yield from self._think(query)
             yield from self._browse(st, query)
@@ -283,7 +288,7 @@ class World:
             yield from self._chat(st)
         elif kind == "post":
             yield from self._post(st)
-        self._emit(K.SESSION_END, st, value=self.env.now - start, text=kind)
+        log.emit(K.SESSION_END, env.now, st.user_id, session=st.session, value=env.now - start, text=kind)
 
     def _exclude(self, st: UserState) -> np.ndarray:
         """The user's seen items as an array (a request's ``exclude``), rebuilt only when ``seen``
@@ -298,60 +303,74 @@ class World:
     def _browse(self, st: UserState, query: str | None) -> Iterator:
         page = 0
         brain = self.brains[st.index]
-        emit, env, ids = self.log.emit, self.env, self.catalog.ids
+        emit, env = self.log.emit, self.env      # a lane's own (synchronous windows) for the whole visit
+        timeout = env.timeout
+        ids, titles = self._item_ids(), self.catalog.titles
+        think, k, max_pages = max(0.0, self.think), self.k, self.max_pages
+        uid, session = st.user_id, st.session
+        oracle = self.oracle and brain.oracle
         if query:
-            emit(K.SEARCH, env.now, st.user_id, session=st.session, text=query)
+            emit(K.SEARCH, env.now, uid, session=session, text=query)
         while True:
-            yield self._wait(self.think)
+            yield timeout(think)
             now = env.now
             st.query = query
-            request = SlateRequest(user=st.index, k=self.k, page=page, exclude=self._exclude(st),
-                                   query=query, time=now, user_id=st.user_id)
+            request = SlateRequest(st.index, k, page, self._exclude(st), query, now, uid)
             if self.external is None:
-                slate = self._check_slate(self.recommender.recommend(request))
+                slate, listed = self._check_slate(self.recommender.recommend(request))
             else:
                 pending = env.event()
                 self.external.append((request, pending))
-                slate = self._check_slate((yield pending))
+                slate, listed = self._check_slate((yield pending))
             items = slate.items
             self._slate_id += 1
             sid = self._slate_id
-            extra = {}
-            if slate.propensities is not None:
-                extra["propensities"] = np.asarray(slate.propensities, dtype=np.float64).tolist()
-            if self.oracle and len(items) and brain.oracle:
+            props = slate.propensities
+            if props is not None:
+                props = (props if type(props) is np.ndarray and props.dtype == np.float64
+                         else np.asarray(props, dtype=np.float64)).tolist()
+            shown = [ids[i] for i in listed]
+            if oracle and listed:
                 allowed = np.ones(len(self.catalog), dtype=bool)
                 allowed[request.exclude] = False
+                extra = {} if props is None else {"propensities": props}
                 extra["p_click"] = brain.slate_click_probability(st, items)
                 extra["p_oracle"] = brain.best_click_probability(st, len(items), np.flatnonzero(allowed))
-            emit(K.SLATE, now, st.user_id, session=st.session, slate_id=sid, page=page, items=ids[items].tolist(),
-                 text=query, **extra)
+                emit(K.SLATE, now, uid, session=session, slate_id=sid, page=page, items=shown, text=query, **extra)
+            elif props is not None:
+                emit(K.SLATE, now, uid, session=session, slate_id=sid, page=page, items=shown, text=query,
+                     propensities=props)
+            else:
+                emit(K.SLATE, now, uid, session=session, slate_id=sid, page=page, items=shown, text=query)
             st.pages_seen += 1
-            if len(items) == 0:
-                emit(K.LEAVE, now, st.user_id, session=st.session, slate_id=sid, text="empty slate")
+            if not listed:
+                emit(K.LEAVE, now, uid, session=session, slate_id=sid, text="empty slate")
                 return
             choice = brain.choose_from_slate(st, items, page, now)
             if isinstance(choice, Think):
                 choice = yield from self._think(choice)
             # what each pick is worth to the user is settled when it is picked
-            cons = [brain.consume(st, int(items[pos]), now) for pos in choice.watch]
-            clicked = np.asarray(choice.watch, dtype=np.int64)
-            ratings = np.array([c.rating for c in cons])
-            minutes = np.array([c.minutes for c in cons])
+            watch = choice.watch
+            if len(watch):
+                cons = [brain.consume(st, listed[pos], now) for pos in watch]
+                clicked = np.asarray(watch, dtype=np.int64)
+                ratings = np.array([c.rating for c in cons])
+                minutes = np.array([c.minutes for c in cons])
+            else:
+                cons, clicked, ratings, minutes = (), _NO_CLICKS, _NO_VALUES, _NO_VALUES
             if self.on_feedback is not None:
                 self.on_feedback(sid, request, Feedback(user=st.index, slate=slate, clicked=clicked, ratings=ratings,
                                                         watch_minutes=minutes, time=now, query=query,
-                                                        user_id=st.user_id))
-            titles = self.catalog.titles
-            for pos, con in zip(choice.watch, cons):
-                item = int(items[pos])
-                item_id = int(ids[item])
-                emit(K.WATCH, env.now, st.user_id, session=st.session, item_id=item_id, slate_id=sid, page=page,
+                                                        user_id=uid))
+            for pos, con in zip(watch, cons):
+                item = listed[pos]
+                item_id = ids[item]
+                emit(K.WATCH, env.now, uid, session=session, item_id=item_id, slate_id=sid, page=page,
                      position=int(pos), value=con.minutes)
                 st.seen.add(item)
                 st.heard_of.pop(item, None)
-                yield self._wait(con.minutes)
-                emit(K.RATE, env.now, st.user_id, session=st.session, item_id=item_id, slate_id=sid, value=con.rating,
+                yield timeout(max(0.0, con.minutes))
+                emit(K.RATE, env.now, uid, session=session, item_id=item_id, slate_id=sid, value=con.rating,
                      text=con.feeling or None)
                 st.watched.append((item, con.rating))
                 st.session_watched.append(item)
@@ -359,26 +378,36 @@ class World:
                 st.remember(env.now, f"watched {titles[item]} and rated it {con.rating:g}/5{feeling}")
             if self.external is None:      # the recommender learns once the user has watched
                 fb = Feedback(user=st.index, slate=slate, clicked=clicked, ratings=ratings, watch_minutes=minutes,
-                              time=env.now, query=query, user_id=st.user_id)
+                              time=env.now, query=query, user_id=uid)
                 if self._lanes is None:
                     self.recommender.update(fb)
                 else:                      # synchronous windows: it learns at the barrier
                     self._defer(env.now, self.recommender.update, fb)
             nxt = choice.next
             if nxt == "leave":
-                emit(K.LEAVE, env.now, st.user_id, session=st.session, slate_id=sid, text="done")
+                emit(K.LEAVE, env.now, uid, session=session, slate_id=sid, text="done")
                 return
-            if (nxt == "next" and page + 1 >= self.max_pages) or st.pages_seen >= 3 * self.max_pages:
-                emit(K.LEAVE, env.now, st.user_id, session=st.session, slate_id=sid, text="last page")
+            if (nxt == "next" and page + 1 >= max_pages) or st.pages_seen >= 3 * max_pages:
+                emit(K.LEAVE, env.now, uid, session=session, slate_id=sid, text="last page")
                 return
             if nxt == "search" and choice.query:
                 query, page = choice.query, 0
-                emit(K.SEARCH, env.now, st.user_id, session=st.session, text=query)
+                emit(K.SEARCH, env.now, uid, session=session, text=query)
             else:
                 page += 1
 
-    def _check_slate(self, slate: Slate) -> Slate:
-        items = np.asarray(slate.items, dtype=np.int64)
+    def _item_ids(self) -> list[int]:
+        """The catalog's public item ids as Python ints (what events carry), made once."""
+        if self._ids_list is None:
+            self._ids_list = self.catalog.ids.tolist()
+        return self._ids_list
+
+    def _check_slate(self, slate: Slate) -> tuple[Slate, list[int]]:
+        """The slate with its items as an int64 array, and its items as a list; a clear error
+        for a slate that is too long, out of the catalog or repeats an item."""
+        items = slate.items
+        if type(items) is not np.ndarray or items.dtype != np.int64:
+            items = np.asarray(items, dtype=np.int64)
         name = self.recommender.name if self.recommender is not None else "env policy"
         if items.ndim != 1 or len(items) > self.k:
             raise ValueError(f"recommender {name!r} returned {items.shape} items for a slate of size {self.k}")
@@ -387,7 +416,7 @@ class World:
             raise ValueError(f"recommender {name!r} returned an item index outside the catalog")
         if len(set(listed)) != len(listed):
             raise ValueError(f"recommender {name!r} returned a slate with duplicate items")
-        return slate if slate.items is items else Slate(items, slate.propensities)
+        return (slate if slate.items is items else Slate(items, slate.propensities)), listed
 
     def _chat(self, st: UserState) -> Iterator:
         friends = self.graph.friends[st.index]

@@ -30,7 +30,7 @@ _RUN_FILES = {"scenario.yaml", "events.parquet", "metrics.json", "timeseries.csv
               "memories.parquet", ".memories.parquet.tmp", ".report.html.tmp"}
 _PLOTS = ("*.png", "*.svg", "*.pdf", "*.jpg", "*.html")
 _OS_LITTER = {".DS_Store", "Thumbs.db", "desktop.ini"}      # file managers' own notes, never the user's work
-_RUN_DIRS = {"plots": _PLOTS, "events.parts": ("part-*.parquet", ".part-*.tmp")}
+_RUN_DIRS = {"plots": _PLOTS, "events.parts": ("part-*.arrow", "part-*.parquet", ".part-*.tmp")}
 
 KNOWN: dict[str, dict] = {
     "run": {"files": _RUN_FILES, "dirs": _RUN_DIRS, "sub_runs": False},

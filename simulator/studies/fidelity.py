@@ -56,7 +56,7 @@ FILES = {"fidelity.json", "fidelity.md", "fidelity_users.csv", "scenario.yaml", 
 #: LLM brains rate at most this many held-out items per user unless told otherwise
 LLM_RATE_MAX = 10
 #: named seed streams of a fidelity run (adding one never shifts the others)
-STREAMS = ("population", "brain", "users", "sample", "negatives", "baselines", "bootstrap", "groups")
+STREAMS = ("population", "brain", "users", "sample", "negatives", "baselines", "bootstrap", "groups", "positives")
 
 
 def _register_kind() -> None:
@@ -393,6 +393,7 @@ class FidelitySettings:
     seed: int = 0
     progress: bool = False
     session: bool = False             # a user's pages one after another in one session (fatigue applies)
+    max_positives: int | None = None  # keep at most this many held-out positives per user (None: all)
 
 
 @dataclass
@@ -462,12 +463,17 @@ def run_fidelity(scenario, settings: FidelitySettings | None = None, llm=None, o
     # who is who: positives, held-out ratings, everything rated
     users: list[_User] = []
     held_by = dict(tuple(heldout.groupby("user_id")))
+    pos_rngs = [np.random.default_rng(x) for x in seeds["positives"].spawn(len(pop))]
     hist_by = {int(u): g for u, g in history[history["user_id"].isin(chosen)].groupby("user_id")}
     for k, uid in enumerate(pop.ids.tolist()):
         h = held_by[uid]
         items, real = h["item"].to_numpy(np.int64), h["rating"].to_numpy(np.float64)
         rated = np.concatenate([hist_by[uid]["item"].to_numpy(np.int64), items])
-        users.append(_User(k, uid, items[real >= s.like], items, real, np.unique(rated)))
+        positives = items[real >= s.like]
+        if s.max_positives is not None and len(positives) > s.max_positives:
+            # a budget for LLM brains: a random subset, in held-out order
+            positives = positives[np.sort(pos_rngs[k].choice(len(positives), size=s.max_positives, replace=False))]
+        users.append(_User(k, uid, positives, items, real, np.unique(rated)))
 
     # --- choices, ratio by ratio
     n_items = len(catalog)
@@ -593,7 +599,8 @@ def run_fidelity(scenario, settings: FidelitySettings | None = None, llm=None, o
                   "calibration": {k: v for k, v in pop.calibration.items() if isinstance(v, (int, float, str))}},
         "settings": {"ratios": [int(x) for x in s.ratios], "like": s.like, "page_size": s.page_size,
                      "session": s.session,
-                     "min_history": s.min_history, "rate_max": rate_max, "bootstrap": s.bootstrap, "seed": s.seed},
+                     "min_history": s.min_history, "rate_max": rate_max, "bootstrap": s.bootstrap, "seed": s.seed,
+                     "max_positives": s.max_positives},
         "ratios": ratios_out,
         "ratings": ratings_out,
         "seconds": round(time.perf_counter() - t0, 2),
@@ -776,6 +783,9 @@ def add_fidelity_arguments(p) -> None:
     p.add_argument("--min-history", type=int, default=5, help="users need this many history ratings (5)")
     p.add_argument("--rate-max", type=int, help=f"held-out items each user rates (default: all; LLM brains "
                                                 f"{LLM_RATE_MAX})")
+    p.add_argument("--max-positives", type=int,
+                   help="keep at most this many held-out positives per user, a random subset (default: all); "
+                        "bounds an LLM brain's pages per user")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals (1000)")
     p.add_argument("--session", action="store_true",
                    help="show a user's pages one after another in one session (fatigue applies); default: each "
@@ -822,12 +832,13 @@ def cmd_fidelity(args) -> int:
         raise ValueError(f"--ratios takes whole numbers separated by commas, e.g. 1,3,9 (got {args.ratios!r})") from None
     if args.users is not None and args.users < 1:
         raise ValueError("--users must be positive")
-    if args.min_history < 1 or args.bootstrap < 0 or (args.rate_max is not None and args.rate_max < 1):
-        raise ValueError("--min-history and --rate-max must be positive, --bootstrap at least 0")
+    if args.min_history < 1 or args.bootstrap < 0 or (args.rate_max is not None and args.rate_max < 1) \
+            or (args.max_positives is not None and args.max_positives < 1):
+        raise ValueError("--min-history, --rate-max and --max-positives must be positive, --bootstrap at least 0")
     settings = FidelitySettings(ratios=ratios, like=args.like, page_size=scn.session.page_size, users=args.users,
                                 min_history=args.min_history, rate_max=args.rate_max, bootstrap=args.bootstrap,
                                 seed=scn.seed if args.seed is None else args.seed, progress=not args.no_progress,
-                                session=args.session)
+                                session=args.session, max_positives=args.max_positives)
     label = brain or scn.population.brain.name
     out = Path(args.out) if args.out else default_out("fidelity", f"{scn.name}-{label}")
     check_out(out, args.overwrite)
