@@ -217,9 +217,14 @@ class ParametricBrain(Brain, BatchSessionBrain):
         # the bonus and the penalty are added only where some item has them (adding zeros changes nothing)
         if heard and not heard.keys().isdisjoint(listed):
             util += self.params.heard_of_bonus * np.fromiter((i in heard for i in listed), bool, n)
-        if state.session_watched and self.params.diversity_weight:
-            seen_g = self.gdist[state.session_watched].sum(axis=0) > 0
-            novelty = g @ ~seen_g            # share of the item's genres new in this session
+        watched = state.session_watched
+        if watched and self.params.diversity_weight:
+            # the genres not yet watched this session, kept until the session's list grows
+            cached = state.extra.get("_new_genres")
+            if cached is None or cached[0] is not watched or cached[1] != len(watched):
+                cached = (watched, len(watched), ~(self.gdist[watched].sum(axis=0) > 0))
+                state.extra["_new_genres"] = cached
+            novelty = g @ cached[2]          # share of the item's genres new in this session
             util += self.params.diversity_weight * self.diversity[u] * novelty
         if seen and not seen.isdisjoint(listed):
             util -= 4.0 * np.fromiter((i in seen for i in listed), bool, n)

@@ -79,7 +79,10 @@ class PopularityRecommender(BaseRecommender):
         horizon = now - self.params.window_days * 1440.0
         while self._window and self._window[0][0] < horizon:
             _, items = self._window.popleft()
-            np.subtract.at(self.counts, items, 1.0)
+            if len(items) == len(set(items.tolist())):
+                self.counts[items] -= 1.0
+            else:
+                np.subtract.at(self.counts, items, 1.0)
             self._dirty = True
 
     def scores(self, now: float) -> np.ndarray:
@@ -125,5 +128,8 @@ class PopularityRecommender(BaseRecommender):
         if len(feedback.clicked):
             items = np.asarray(feedback.slate.items)[feedback.clicked]
             self._window.append((feedback.time, items))
-            np.add.at(self.counts, items, 1.0)
+            if len(items) == len(set(items.tolist())):     # a slate's picks: no repeats, so no np.add.at
+                self.counts[items] += 1.0
+            else:
+                np.add.at(self.counts, items, 1.0)
             self._dirty = True

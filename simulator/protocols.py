@@ -46,13 +46,17 @@ class SlateRequest:
     user_id: int | None = None     # the user's public id (as in the interactions table), if known
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Slate:
     items: np.ndarray                      # item indices, length <= k
     propensities: np.ndarray | None = None # per-slot probability under a stochastic policy
 
+    def __init__(self, items: np.ndarray, propensities: np.ndarray | None = None):
+        # one per page: filled in directly, not field by field through the frozen ``__setattr__``
+        self.__dict__.update(items=items, propensities=propensities)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)
 class Feedback:
     user: int
     slate: Slate
@@ -62,6 +66,12 @@ class Feedback:
     time: float
     query: str | None = None
     user_id: int | None = None
+
+    def __init__(self, user: int, slate: Slate, clicked: np.ndarray, ratings: np.ndarray,
+                 watch_minutes: np.ndarray, time: float, query: str | None = None, user_id: int | None = None):
+        # one per page: filled in directly, not field by field through the frozen ``__setattr__``
+        self.__dict__.update(user=user, slate=slate, clicked=clicked, ratings=ratings, watch_minutes=watch_minutes,
+                             time=time, query=query, user_id=user_id)
 
 
 class Recommender:

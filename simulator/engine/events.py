@@ -58,6 +58,8 @@ EVENT_SCHEMA = pa.schema([
 ])
 FIELDS = tuple(EVENT_SCHEMA.names)
 _OPTIONAL = frozenset(FIELDS[3:])      # the fields ``emit`` takes by keyword
+#: optional list fields (a slate's items, its propensities): an array or a list per event
+_LISTS = frozenset(f.name for f in EVENT_SCHEMA if pa.types.is_list(f.type))
 #: optional numeric fields, filled through numpy at a flush (their numpy type)
 _NUMERIC = {f.name: ("float64" if pa.types.is_floating(f.type) else f.type.to_pandas_dtype().__name__)
             for f in EVENT_SCHEMA if f.name in _OPTIONAL and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))}
@@ -162,6 +164,11 @@ class EventLog:
                     mask[rows] = False
                     cols[f] = pa.array(arr, mask=mask, type=typ)
                     continue
+            if f in _LISTS and rows:
+                arr = _list_column(n, rows, vals, typ)
+                if arr is not None:
+                    cols[f] = arr
+                    continue
             col = [None] * n
             for i, v in zip(rows, vals):
                 col[i] = v
@@ -223,6 +230,25 @@ class NullLog:
 
     def flush_if_due(self) -> None:
         pass
+
+
+def _list_column(n: int, rows: list[int], vals: list, typ: pa.DataType) -> pa.Array | None:
+    """A list column of ``n`` rows from the values (arrays or lists of numbers) set at ``rows``,
+    through one concatenation; None when a value is not a sequence of plain numbers (then the
+    general path handles it)."""
+    try:
+        lens = np.fromiter(map(len, vals), dtype=np.int64, count=len(vals))
+        flat = np.concatenate(vals) if lens.sum() else np.empty(0)
+        values = pa.array(flat, type=typ.value_type)
+    except (TypeError, ValueError, pa.ArrowException):
+        return None
+    per_row = np.zeros(n, dtype=np.int64)
+    per_row[rows] = lens
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(per_row, out=offsets[1:])
+    mask = np.ones(n, dtype=bool)
+    mask[rows] = False
+    return pa.ListArray.from_arrays(pa.array(offsets), values, type=typ, mask=pa.array(mask))
 
 
 PART_SUFFIX = ".arrow"

@@ -23,6 +23,7 @@ from recworld.simulator.scenario import Scenario
 from recworld.simulator.data.social import SocialGraph
 
 READ_MINUTES = 0.25       # time to read one post
+RUN_GC_YOUNG = 50_000     # objects allocated between the garbage collector's scans during a run
 _NO_CLICKS = np.empty(0, dtype=np.int64)     # a page where nothing was watched
 _NO_VALUES = np.empty(0)
 
@@ -92,17 +93,24 @@ class World:
 
         What the build made (catalog, users, graph, recommender state) lives as long as the
         run: it is moved out of the garbage collector's sight for the run (``gc.freeze``) so
-        that its scans cost in proportion to what the run allocates, not to the build.
+        that its scans cost in proportion to what the run allocates, not to the build.  The
+        run also scans less often (``gc.set_threshold``: a young generation of
+        ``RUN_GC_YOUNG`` objects, not 700): a world allocates a stream of short-lived objects
+        (a process's timeouts, a page's records) that reference counting frees, and a parametric
+        world creates no reference cycles, so frequent scans find nothing to collect.
         """
         import gc
 
         gc.collect()
         gc.freeze()
+        thresholds = gc.get_threshold()
+        gc.set_threshold(max(thresholds[0], RUN_GC_YOUNG), *thresholds[1:])
         try:
             if self.sync > 0:
                 return self._run_windows(progress)
             return self._run_strict(progress)
         finally:
+            gc.set_threshold(*thresholds)
             gc.unfreeze()
 
     def _run_strict(self, progress: bool) -> None:
@@ -305,7 +313,7 @@ class World:
         brain = self.brains[st.index]
         emit, env = self.log.emit, self.env      # a lane's own (synchronous windows) for the whole visit
         timeout = env.timeout
-        ids, titles = self._item_ids(), self.catalog.titles
+        ids, id_array, titles = self._item_ids(), self.catalog.ids, self.catalog.titles
         think, k, max_pages = max(0.0, self.think), self.k, self.max_pages
         uid, session = st.user_id, st.session
         oracle = self.oracle and brain.oracle
@@ -325,11 +333,11 @@ class World:
             items = slate.items
             self._slate_id += 1
             sid = self._slate_id
+            # arrays, not lists, into the log: the garbage collector does not track them
             props = slate.propensities
-            if props is not None:
-                props = (props if type(props) is np.ndarray and props.dtype == np.float64
-                         else np.asarray(props, dtype=np.float64)).tolist()
-            shown = [ids[i] for i in listed]
+            if props is not None:          # a copy: the recommender may reuse its array
+                props = np.array(props, dtype=np.float64)
+            shown = id_array[items]
             if oracle and listed:
                 allowed = np.ones(len(self.catalog), dtype=bool)
                 allowed[request.exclude] = False
