@@ -334,3 +334,21 @@ def test_a_mixed_population_is_measured_brain_by_brain(tmp_path):
     users = pd.read_csv(out / "fidelity_users.csv")
     assert body["brain"]["names"] == ["llm", "parametric"] and set(users["brain"]) == {"llm", "parametric"}
     assert rated == 2 * (users["brain"] == "llm").sum()            # only the LLM users asked the LLM
+
+
+def test_max_positives_bounds_each_users_positives():
+    full = tiny_result(ratios=(1,))
+    capped = tiny_result(ratios=(1,), max_positives=1)
+    assert capped["settings"]["max_positives"] == 1 and full["settings"]["max_positives"] is None
+    users_full = pd.DataFrame(full["per_user"])
+    users = pd.DataFrame(capped["per_user"])
+    assert (users["positives"] == 1).all()
+    assert (users_full["positives"] > 1).any()          # the cap changed something
+    assert (users["shown"] <= 2).all()                  # one positive and at most one negative
+    again = tiny_result(ratios=(1,), max_positives=1)
+    assert json.dumps(again["ratios"]) == json.dumps(capped["ratios"])
+
+
+def test_max_positives_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="max-positives"):
+        cli("--data", _tiny(), "--max-positives", "0", "--out", tmp_path / "f", "--no-progress")
