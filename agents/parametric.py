@@ -374,7 +374,12 @@ class ParametricBrain(Brain, BatchSessionBrain):
             w0[active] *= after_pick
         n_picks = (picks >= 0).sum(axis=1)
         stay = self._continue - self._fatigue * pages_seen - self._pick_stay * n_picks
-        p_stay = np.array([1.0 / (1.0 + math.exp(-x)) for x in stay.tolist()])
+        # the stay chance is choose_from_slate's (math.exp), once per distinct (pages seen, picks)
+        key = pages_seen * (W + 1) + n_picks
+        distinct, where = np.unique(key, return_inverse=True)
+        first = np.zeros(len(distinct), dtype=np.int64)
+        first[where[::-1]] = np.arange(len(key))[::-1]
+        p_stay = np.array([1.0 / (1.0 + math.exp(-x)) for x in stay[first].tolist()])[where.reshape(-1)]
         nxt = np.full(n, LEAVE, dtype=np.int64)
         staying = np.flatnonzero(draws.random(np.arange(n)) < p_stay)
         if len(staying):
