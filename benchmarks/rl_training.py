@@ -19,9 +19,9 @@ learning rate; ``--runners`` env runners of 4 envs each on a local Ray) train fo
 steps from the same seed, then every policy is evaluated as ``recworld train`` evaluates:
 mean episode return over ``--eval-seeds`` seeds x ``--eval-episodes`` episodes (the same
 users and candidates for all), a 95% bootstrap interval, and the paired difference to
-SB3's policy.  SB3's policy acts greedily per slot (each slot's argmax, then the env's
-duplicate rule), the RLlib policy shows its S best-scored candidates; ``sb3 top-S`` is SB3's
-network acting like the RLlib one, to tell the trainer from the acting rule.  Training
+SB3's policy.  Both policies, greedy, show their S best-scored candidates (SB3's did each
+slot's argmax before, which put one candidate in every slot); ``sb3 top-S`` takes SB3's top S
+from its scores directly, a check that the policy as served acts that way.  Training
 speed is env steps per second of wall time, from start to the last update (RLlib's
 ``ray.init`` and build are reported apart).
 

@@ -134,3 +134,29 @@ def test_saved_weights_load_without_unpickling_and_act_as_the_model(tmp_path):
     for seed in range(5):
         obs, _ = env.reset(seed=seed)
         assert np.array_equal(safe.predict(obs)[0], model.predict(obs, deterministic=True)[0])
+
+
+def test_the_greedy_sb3_slate_is_the_best_scored_distinct_candidates():
+    """Served greedily, an SB3 policy shows its S best-scored candidates (not one candidate in
+    every slot, padded by the env with the lowest-numbered ones); sampling stays SB3's."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    from recworld.simulator.studies.rl import train
+
+    overrides = ["population.size=30", "data.n_items=100"]
+    model = train(str(RL), steps=256, n_envs=1, overrides=overrides)
+    env = gym.make("recworld/Session-v0", scenario=str(RL), overrides=overrides)
+    S = env.unwrapped.S
+    for seed in range(5):
+        obs, _ = env.reset(seed=seed)
+        action, _ = model.predict(obs, deterministic=True)
+        t, _ = model.policy.obs_to_tensor(obs)
+        with torch.no_grad():
+            scores = model.policy.get_distribution(t).distribution[0].logits[0].numpy()
+        assert len(set(action.tolist())) == S
+        assert np.array_equal(action, np.argsort(-scores, kind="stable")[:S]) or \
+            np.allclose(np.sort(scores[action])[::-1], np.sort(scores)[::-1][:S])
+        sampled, _ = model.predict(obs, deterministic=False)
+        assert sampled.shape == action.shape and ((0 <= sampled) & (sampled < env.unwrapped.C)).all()

@@ -85,11 +85,23 @@ def slate_policy_class():
     from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 
     class SlatePolicy(MultiInputActorCriticPolicy):
+        """Greedy (``deterministic=True``) it shows the S best-scored candidates, best first, as
+        the RLlib-trained ``ScorerPolicy`` does; SB3's own greedy action (each slot's argmax)
+        would put the same candidate in every slot, since all slots share the scores, and the
+        env's duplicate rule would fill the rest with the lowest-numbered candidates.
+        Sampling (``deterministic=False``, as in training) is SB3's."""
+
         def _build(self, lr_schedule) -> None:
             super()._build(lr_schedule)
             n_slots = len(self.action_space.nvec)
             self.action_net = _SlotScores(n_slots, self.features_extractor.code)
             self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+        def _predict(self, observation, deterministic: bool = False):
+            if not deterministic:
+                return super()._predict(observation, deterministic)
+            scores = self.get_distribution(observation).distribution[0].logits
+            return torch.topk(scores, len(self.action_space.nvec), dim=-1).indices
 
     return SlatePolicy
 
