@@ -12,6 +12,8 @@ from recworld.simulator.protocols import Feedback, SlateRequest
 
 from .base import BaseRecommender, Params, without
 
+QUERY_CACHE = 256       # searches whose ranked matches a popularity ranking keeps
+
 
 class RandomRecommender(BaseRecommender):
     """Uniformly random unseen items (search results in random order within each match level)."""
@@ -72,6 +74,7 @@ class PopularityRecommender(BaseRecommender):
         self._window: deque[tuple[float, np.ndarray]] = deque()
         self._order = None
         self._rank_of = None          # (the ranking it was computed from, each item's score in it)
+        self._query_order, self._query_ranked = None, {}   # search matches ranked, per query, for one ranking
         self._order_time = -np.inf
         self._dirty = True
 
@@ -110,6 +113,26 @@ class PopularityRecommender(BaseRecommender):
     def rank_all(self, request: SlateRequest, allowed: np.ndarray) -> np.ndarray:
         order = self.ranking(request.time)
         return order[allowed[order]]
+
+    def _rank(self, request: SlateRequest) -> np.ndarray:
+        """A search's matches in order, worked out once per query and ranking (they depend on
+        nothing else here), then the request's excluded items taken out: the base class's order
+        (a stable sort keeps the relative order of what remains)."""
+        if not request.query or type(self).item_scores is not PopularityRecommender.item_scores:
+            return super()._rank(request)
+        order = self.ranking(request.time)
+        if self._query_order is not order:                 # a new ranking: earlier searches are stale
+            self._query_order, self._query_ranked = order, {}
+        ranked = self._query_ranked.get(request.query)
+        if ranked is None:
+            hits = self.catalog.search(request.query)
+            if len(hits):
+                level = self.catalog.query_matches(request.query, hits)
+                hits = hits[np.lexsort((-self.item_scores(request, hits), -level))]
+            ranked = self._query_ranked[request.query] = hits
+            if len(self._query_ranked) > QUERY_CACHE:
+                del self._query_ranked[next(iter(self._query_ranked))]
+        return without(ranked, request.exclude)
 
     def _top(self, request: SlateRequest, limit: int) -> np.ndarray:
         """The top of the popularity order without the excluded items, walking only as far down

@@ -107,3 +107,22 @@ def test_entry_points_are_declared_for_builtins():
     if not names:
         pytest.skip("package not installed (no entry points)")
     assert {"random", "popularity"} <= names
+
+
+def test_popularity_search_ranking_kept_per_query_is_the_base_ranking(ml):
+    """The ranked matches a popularity ranking keeps per query, minus each request's excluded
+    items, are what the base class ranks from scratch, through re-rankings and updates."""
+    from recworld.recommenders.base import BaseRecommender
+
+    rec = fitted(PopularityRecommender, ml, refresh_minutes=0)
+    rng = np.random.default_rng(0)
+    words = sorted({w for t in ml.catalog.titles for w in t.split(" (")[0].split()} | set(ml.catalog.genre_names))
+    for step in range(200):
+        query = " ".join(rng.choice(words, size=rng.integers(1, 3), replace=False).tolist())
+        req = SlateRequest(user=0, k=5, query=query, exclude=rng.choice(len(ml.catalog), size=rng.integers(0, 12)),
+                           time=float(step))
+        np.testing.assert_array_equal(rec._rank(req), BaseRecommender._rank(rec, req))
+        if step % 7 == 0:       # the ranking changes: stale searches must not be reused
+            rec.update(Feedback(0, Slate(rng.choice(len(ml.catalog), size=3, replace=False)), np.array([0, 2]),
+                                np.array([4.0, 5.0]), np.array([1.0, 1.0]), time=float(step)))
+    assert rec._query_ranked                              # it did keep searches
