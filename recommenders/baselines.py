@@ -137,8 +137,8 @@ class PopularityRecommender(BaseRecommender):
     def _top(self, request: SlateRequest, limit: int) -> np.ndarray:
         """The top of the popularity order without the excluded items, walking only as far down
         the order as needed (no per-request mask over the whole catalog)."""
-        if request.query or type(self)._rank is not BaseRecommender._rank or type(self).rank_all is not \
-                PopularityRecommender.rank_all:
+        if request.query or type(self)._rank not in (BaseRecommender._rank, PopularityRecommender._rank) \
+                or type(self).rank_all is not PopularityRecommender.rank_all:
             return super()._top(request, limit)
         order = self.ranking(request.time)
         exclude = request.exclude

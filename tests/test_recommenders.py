@@ -126,3 +126,13 @@ def test_popularity_search_ranking_kept_per_query_is_the_base_ranking(ml):
             rec.update(Feedback(0, Slate(rng.choice(len(ml.catalog), size=3, replace=False)), np.array([0, 2]),
                                 np.array([4.0, 5.0]), np.array([1.0, 1.0]), time=float(step)))
     assert rec._query_ranked                              # it did keep searches
+
+
+def test_popularity_first_page_walks_the_order_without_a_catalog_mask(ml, monkeypatch):
+    """A recommendation page (no query) takes the top of the kept order: no mask over the
+    whole catalog (``rank_all``) per request."""
+    rec = fitted(PopularityRecommender, ml)
+    expected = rec.recommend(SlateRequest(user=0, k=5, exclude=np.array([0, 3]), time=1.0)).items
+    monkeypatch.setattr(rec, "rank_all", lambda *a: (_ for _ in ()).throw(AssertionError("rank_all called")))
+    got = rec.recommend(SlateRequest(user=1, k=5, exclude=np.array([0, 3]), time=1.0)).items
+    np.testing.assert_array_equal(got, expected)
