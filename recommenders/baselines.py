@@ -115,11 +115,18 @@ class PopularityRecommender(BaseRecommender):
         return order[allowed[order]]
 
     def _rank(self, request: SlateRequest) -> np.ndarray:
-        """A search's matches in order, worked out once per query and ranking (they depend on
-        nothing else here), then the request's excluded items taken out: the base class's order
+        """A search's matches in order: worked out once per query and ranking (they depend on
+        nothing else here), then the request's excluded items taken out; the base class's order
         (a stable sort keeps the relative order of what remains)."""
-        if not request.query or type(self).item_scores is not PopularityRecommender.item_scores:
+        if not self._searches_kept(request):
             return super()._rank(request)
+        return without(self._matches(request), request.exclude)
+
+    def _searches_kept(self, request: SlateRequest) -> bool:
+        return bool(request.query) and type(self).item_scores is PopularityRecommender.item_scores
+
+    def _matches(self, request: SlateRequest) -> np.ndarray:
+        """All of the search's matches, ranked (best match level, then popularity), excluded or not."""
         order = self.ranking(request.time)
         if self._query_order is not order:                 # a new ranking: earlier searches are stale
             self._query_order, self._query_ranked = order, {}
@@ -132,15 +139,16 @@ class PopularityRecommender(BaseRecommender):
             ranked = self._query_ranked[request.query] = hits
             if len(self._query_ranked) > QUERY_CACHE:
                 del self._query_ranked[next(iter(self._query_ranked))]
-        return without(ranked, request.exclude)
+        return ranked
 
     def _top(self, request: SlateRequest, limit: int) -> np.ndarray:
-        """The top of the popularity order without the excluded items, walking only as far down
-        the order as needed (no per-request mask over the whole catalog)."""
-        if request.query or type(self)._rank not in (BaseRecommender._rank, PopularityRecommender._rank) \
-                or type(self).rank_all is not PopularityRecommender.rank_all:
+        """The top of the popularity order (or of a search's ranked matches) without the excluded
+        items, walking only as far down as needed (no per-request mask over the whole catalog)."""
+        if type(self)._rank not in (BaseRecommender._rank, PopularityRecommender._rank) \
+                or (request.query and not self._searches_kept(request)) \
+                or (not request.query and type(self).rank_all is not PopularityRecommender.rank_all):
             return super()._top(request, limit)
-        order = self.ranking(request.time)
+        order = self._matches(request) if request.query else self.ranking(request.time)
         exclude = request.exclude
         head = order[: limit + len(exclude)]           # at most len(exclude) of these are excluded
         if len(exclude):
