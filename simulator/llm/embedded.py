@@ -188,12 +188,16 @@ class EmbeddedLLM:
         return self
 
     def _wait_ready(self) -> None:
+        """Until ``/health`` says ok and the task loop has answered (``/slots``): the server
+        answers ``/health`` before its task loop runs, and a server stopped in that gap never
+        sees the stop (its destructor then waits for the loop forever)."""
         deadline = time.monotonic() + self.startup_timeout_s
         url = f"http://{self.host}:{self.port}/health"
         while True:
             try:
                 with urllib.request.urlopen(url, timeout=5) as r:
-                    if r.status == 200 and json.loads(r.read() or b"{}").get("status", "ok") == "ok":
+                    if r.status == 200 and json.loads(r.read() or b"{}").get("status", "ok") == "ok" \
+                            and self._loop_answers(deadline):
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
                 pass
@@ -201,6 +205,16 @@ class EmbeddedLLM:
                 self.stop()
                 raise TimeoutError(f"the embedded LLM did not answer on {url} within {self.startup_timeout_s:g}s")
             time.sleep(0.2)
+
+    def _loop_answers(self, deadline: float) -> bool:
+        """True once a request served by the task loop (``/slots``) comes back; also when the
+        server has no such endpoint (404/501: nothing better to wait for)."""
+        try:
+            with urllib.request.urlopen(f"http://{self.host}:{self.port}/slots",
+                                        timeout=max(1.0, deadline - time.monotonic())) as r:
+                return r.status == 200
+        except urllib.error.HTTPError as e:
+            return e.code in (404, 501)
 
     def stop(self) -> None:
         if self._server is not None:
