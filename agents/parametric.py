@@ -373,13 +373,7 @@ class ParametricBrain(Brain, BatchSessionBrain):
             w[active, j] = 0.0
             w0[active] *= after_pick
         n_picks = (picks >= 0).sum(axis=1)
-        stay = self._continue - self._fatigue * pages_seen - self._pick_stay * n_picks
-        # the stay chance is choose_from_slate's (math.exp), once per distinct (pages seen, picks)
-        key = pages_seen * (W + 1) + n_picks
-        distinct, where = np.unique(key, return_inverse=True)
-        first = np.zeros(len(distinct), dtype=np.int64)
-        first[where[::-1]] = np.arange(len(key))[::-1]
-        p_stay = np.array([1.0 / (1.0 + math.exp(-x)) for x in stay[first].tolist()])[where.reshape(-1)]
+        p_stay = self._stay_table(int(pages_seen.max()), W)[pages_seen, n_picks]
         nxt = np.full(n, LEAVE, dtype=np.int64)
         staying = np.flatnonzero(draws.random(np.arange(n)) < p_stay)
         if len(staying):
@@ -388,6 +382,17 @@ class ParametricBrain(Brain, BatchSessionBrain):
             if search.any():            # search_query's draw (nobody has heard of an item here)
                 draws.random(staying[search])
         return picks, nxt
+
+    def _stay_table(self, max_pages: int, W: int) -> np.ndarray:
+        """choose_from_slate's stay chance (its math.exp numbers) for every (pages seen, picks)
+        up to ``max_pages`` and ``W`` picks, made once and grown when a session gets longer."""
+        table = getattr(self, "_stay", None)
+        if table is None or table.shape[0] <= max_pages or table.shape[1] <= W:
+            rows, cols = max(max_pages + 1, 64), W + 1
+            table = np.array([[1.0 / (1.0 + math.exp(-(self._continue - self._fatigue * pages - self._pick_stay * k)))
+                               for k in range(cols)] for pages in range(rows)])
+            self._stay = table
+        return table
 
     def consume_batch(self, users: np.ndarray, items: np.ndarray, draws: LaneDraws):
         n = len(users)
