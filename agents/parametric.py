@@ -131,6 +131,7 @@ class ParametricBrain(Brain, BatchSessionBrain):
         self._pick_stay = 0.8                            # staying logit lost per item watched on the page
         self._uf = self._vf = None                       # collaborative factors (fitted users)
         self._ratings = None                             # the fitted rating model (RatingEmitter)
+        self._stay: np.ndarray | None = None             # the batch path's stay chances (_stay_table)
         self.fitted = self._use_fit(p, cal, population.fitted)
         self._position = -self._decay * np.log1p(np.arange(512))
         self.reference = self._reference_utility(rng if rng is not None else np.random.default_rng(0))
@@ -386,7 +387,7 @@ class ParametricBrain(Brain, BatchSessionBrain):
     def _stay_table(self, max_pages: int, W: int) -> np.ndarray:
         """choose_from_slate's stay chance (its math.exp numbers) for every (pages seen, picks)
         up to ``max_pages`` and ``W`` picks, made once and grown when a session gets longer."""
-        table = getattr(self, "_stay", None)
+        table = self._stay
         if table is None or table.shape[0] <= max_pages or table.shape[1] <= W:
             rows, cols = max(max_pages + 1, 64), W + 1
             table = np.array([[1.0 / (1.0 + math.exp(-(self._continue - self._fatigue * pages - self._pick_stay * k)))
