@@ -185,7 +185,7 @@ def test_charts_social_views_and_no_network(browser, runs):
     wait(browser, f"#user-head[data-user='{circles[0].get_attribute('data-user')}']")
     for tab in ("overview", "scenario"):
         find(browser, f"#tab-{tab}")[0].click()
-    assert "tiny" in find(browser, "#scenario-yaml")[0].text
+    assert "tiny" in wait(browser, "#scenario-yaml").text
     loaded = browser.driver.execute_script(
         "return performance.getEntriesByType('resource').map(function (e) { return e.name; })")
     assert loaded == []                                                # nothing fetched: works offline
@@ -232,6 +232,7 @@ def test_comparison_page(browser, runs, tmp_path):
     find(browser, "#tab-curves")[0].click()
     wait(browser, "#curve-0 svg path.line")
     find(browser, "#tab-runs")[0].click()
+    wait(browser, "#runs-table a")
     links = find(browser, "#runs-table a")
     assert len(links) == 2
     links[0].click()                                                   # each run's own explorer
@@ -322,14 +323,16 @@ def test_the_sts_and_fidelity_pages(browser, runs, tmp_path):
     assert f"{proto['mean_rank_without']:g} → {proto['mean_rank_with']:g}" in row.text
     assert f"{proto['mean_rank_gain']:g} [{proto['mean_rank_gain_ci'][0]:g}, {proto['mean_rank_gain_ci'][1]:g}]" in row.text
     find(browser, "#tab-ranks")[0].click()
+    wait(browser, ".ranks[data-rec='llm_ranker'] line.trial")
     lines = find(browser, ".ranks[data-rec='llm_ranker'] line.trial")
     assert [(int(x.get_attribute("data-without")), int(x.get_attribute("data-with"))) for x in lines] == list(zip(o, w))
     bars = {(b.get_attribute("data-series"), b.get_attribute("data-cat")): float(b.get_attribute("data-value"))
             for b in find(browser, ".ranks rect.bar")}
     assert bars[("with STS", "1")] == 2 and bars[("without STS", "absent")] == 1 and bars[("with STS", "2")] == 1
-    find(browser, "#tab-search")[0].click()
-    assert find(browser, "#search-main svg path.line")
+    find(browser, "#tab-search")[0].click()        # a tab opens by the hash: its view is drawn a moment later
+    assert wait(browser, "#search-main svg path.line")
     find(browser, "#tab-world")[0].click()
+    wait(browser, "#world-table tr[data-key]")
     for key in results["world"]["difference"]:
         cells = find(browser, f"#world-table tr[data-key='{key}'] td")
         for cell, arm in zip(cells[1:3], ("without", "with")):
@@ -351,6 +354,7 @@ def test_the_sts_and_fidelity_pages(browser, runs, tmp_path):
         assert cell.text.startswith(f"{round(res['brain']['per_user']['f1'], 3):g}")
     for tab in ("choices", "ratings", "users"):
         find(browser, f"#tab-{tab}")[0].click()
+    wait(browser, "#f1-users tr[data-ratio]")
     bars = find(browser, "#rating-histogram rect.bar[data-series='real (held out)']")
     assert [round(float(b.get_attribute("data-value")), 6) for b in bars] == \
         [round(v, 6) for v in body["ratings"]["histogram"]["real"]]
@@ -378,9 +382,10 @@ def test_the_sts_page_shows_the_logprob_search_and_the_attacks(browser, tmp_path
 
     browser.driver.get(write_study_html(tmp_path / "sts", "sts").as_uri())
     wait(browser, ".sts-table tr[data-rec='llm_ranker']")
-    find(browser, "#tab-search")[0].click()
-    assert find(browser, "#search-main svg path.line")
+    find(browser, "#tab-search")[0].click()        # a tab opens by the hash: its view is drawn a moment later
+    assert wait(browser, "#search-main svg path.line")
     find(browser, "#tab-attacks")[0].click()
+    wait(browser, ".matrix-table tr[data-attack]")
     rows = find(browser, ".matrix-table tr[data-attack]")
     assert len(rows) == 2 * 3
     for row in rows:
