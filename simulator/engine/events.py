@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import shutil
 import time as _time
+from collections import Counter
 from enum import Enum
 from pathlib import Path
-
-from collections import Counter
 
 import numpy as np
 import pyarrow as pa
@@ -213,6 +212,7 @@ class EventLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
 
 class NullLog:
     """An event log that keeps counts only (for Gymnasium environments that need no files)."""

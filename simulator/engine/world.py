@@ -338,18 +338,13 @@ class World:
             if props is not None:          # a copy: the recommender may reuse its array
                 props = np.array(props, dtype=np.float64)
             shown = id_array[items]
+            extra = {} if props is None else {"propensities": props}
             if oracle and listed:
                 allowed = np.ones(len(self.catalog), dtype=bool)
                 allowed[request.exclude] = False
-                extra = {} if props is None else {"propensities": props}
                 extra["p_click"] = brain.slate_click_probability(st, items)
                 extra["p_oracle"] = brain.best_click_probability(st, len(items), np.flatnonzero(allowed))
-                emit(K.SLATE, now, uid, session=session, slate_id=sid, page=page, items=shown, text=query, **extra)
-            elif props is not None:
-                emit(K.SLATE, now, uid, session=session, slate_id=sid, page=page, items=shown, text=query,
-                     propensities=props)
-            else:
-                emit(K.SLATE, now, uid, session=session, slate_id=sid, page=page, items=shown, text=query)
+            emit(K.SLATE, now, uid, session=session, slate_id=sid, page=page, items=shown, text=query, **extra)
             st.pages_seen += 1
             if not listed:
                 emit(K.LEAVE, now, uid, session=session, slate_id=sid, text="empty slate")
