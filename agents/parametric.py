@@ -41,6 +41,7 @@ _YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
 
 
 _max = np.maximum.reduce
+_count = np.add.reduce          # of a bool array along an axis: how many are true
 
 
 def _draw(cdf: np.ndarray, rng: np.random.Generator) -> int:
@@ -350,33 +351,36 @@ class ParametricBrain(Brain, BatchSessionBrain):
         if self._uf is not None:
             util += np.matmul(self._vf[items], self._uf[users][:, :, None])[:, :, 0]
         util += self._position_for(S)
-        if p.diversity_weight and watched_any.any():
-            rows = np.flatnonzero(watched_any)
-            novelty = np.matmul(g[rows], ~session_genres[rows][:, :, None])[:, :, 0]
-            util[rows] += (p.diversity_weight * self.diversity[users[rows]])[:, None] * novelty
+        if p.diversity_weight:
+            # rows that watched something this session (all of them, most steps of a long episode)
+            rows = slice(None) if watched_any.all() else watched_any.nonzero()[0]
+            if type(rows) is slice or len(rows):
+                novelty = np.matmul(g[rows], ~session_genres[rows][:, :, None])[:, :, 0]
+                util[rows] += (p.diversity_weight * self.diversity[users[rows]])[:, None] * novelty
         u0 = self._u0[users] + self._fatigue * np.maximum(0, pages_seen - 1)
-        top = np.maximum(u0, util.max(axis=1))
+        top = np.maximum(u0, _max(util, axis=1))
         w = np.exp(util - top[:, None])
         w0 = np.array(list(map(math.exp, (u0 - top).tolist())))
         after_pick = self._after_pick
         W = self.max_picks(S)
         picks = np.full((n, W), -1, dtype=np.int64)
-        active = np.arange(n)
+        active = None                                 # None: every row (no copy of w on the first round)
         for k in range(W):
+            wa, w0a = (w, w0) if active is None else (w[active], w0[active])
+            cdf = wa.cumsum(axis=1)
+            r = draws.random(np.arange(n) if active is None else active) * (w0a + cdf[:, -1])
+            go = (r >= w0a).nonzero()[0]
+            active = go if active is None else active[go]
             if not len(active):
                 break
-            cdf = np.cumsum(w[active], axis=1)
-            r = draws.random(active) * (w0[active] + cdf[:, -1])
-            go = r >= w0[active]
-            active, cdf, r = active[go], cdf[go], r[go]
-            j = np.minimum((cdf <= (r - w0[active])[:, None]).sum(axis=1), S - 1)
+            j = np.minimum(_count(cdf[go] <= (r[go] - w0a[go])[:, None], axis=1), S - 1)
             picks[active, k] = j
             w[active, j] = 0.0
             w0[active] *= after_pick
-        n_picks = (picks >= 0).sum(axis=1)
-        p_stay = self._stay_table(int(pages_seen.max()), W)[pages_seen, n_picks]
+        n_picks = _count(picks >= 0, axis=1)
+        p_stay = self._stay_table(int(_max(pages_seen)), W)[pages_seen, n_picks]
         nxt = np.full(n, LEAVE, dtype=np.int64)
-        staying = np.flatnonzero(draws.random(np.arange(n)) < p_stay)
+        staying = (draws.random(np.arange(n)) < p_stay).nonzero()[0]
         if len(staying):
             search = draws.random(staying) < p.search_rate
             nxt[staying] = np.where(search, SEARCH, NEXT)
@@ -415,7 +419,7 @@ class ParametricBrain(Brain, BatchSessionBrain):
         expected = (self.r_mean[users] + self.r_quality * self.catalog.quality[items]
                     + np.matmul((self.r_affinity * self.gdist[items])[:, None, :], self.raff[users][:, :, None])[:, 0, 0])
         noisy = expected + draws.normal(np.arange(n), self.params.rating_noise * self.r_std[users])
-        return np.clip(np.rint(noisy), 1, 5)
+        return np.minimum(np.maximum(np.rint(noisy), 1), 5)      # np.clip without its wrapper
 
     def liked(self, state: UserState) -> list[tuple[int, float]]:
         """Items the user liked in this run, most recent first."""

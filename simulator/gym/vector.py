@@ -141,6 +141,10 @@ class SessionVectorEnv(VectorEnv):
         self._f = f
         self.G, self.H = f.G, f.H
         self._gdist_pad = np.vstack([f.gdist, np.zeros((1, self.G), dtype=np.float32)])   # row n = no item
+        # an item's observation row with its user-dependent columns zero, and the users' tastes
+        self._item_obs = np.zeros((len(f.item_static), f.item_dim), dtype=np.float32)
+        self._item_obs[:, : self.G + 2] = f.item_static
+        self._user_taste = np.ascontiguousarray(f.user_static[:, : self.G])
         pop, cat = self.parts.population, self.parts.catalog
         self.n_items, self.n_users = len(cat), len(pop)
         # prior histories as one flat array (CSR) and each user's last H items (n = none)
@@ -158,6 +162,8 @@ class SessionVectorEnv(VectorEnv):
         self._genre_on = cat.genre_dist > 0
 
         self._gens: list = [None] * N                    # per_env: one generator per sub-env
+        self._shared: _SharedDraws | None = None        # shared: the draws of the current generator
+        self._all = np.arange(N)
         self.users = np.zeros(N, dtype=np.int64)
         self.user_ids = np.zeros(N, dtype=np.int64)
         self.t = np.zeros(N, dtype=np.int64)             # pages seen this episode
@@ -176,7 +182,10 @@ class SessionVectorEnv(VectorEnv):
 
     def _draws(self, lanes: np.ndarray):
         if self.rng_mode == "shared":
-            return _SharedDraws(self.np_random)
+            rng = self.np_random
+            if self._shared is None or self._shared.rng is not rng:
+                self._shared = _SharedDraws(rng)
+            return self._shared
         return _LaneDraws(self._gens, lanes)
 
     def _seed(self, seed) -> None:
@@ -272,7 +281,7 @@ class SessionVectorEnv(VectorEnv):
         s = np.sort(drawn, axis=1)
         bad = (s[:, 1:] == s[:, :-1]).any(axis=1) | self._seen[lanes[:, None], drawn].any(axis=1)
         if bad.any():
-            rows = np.flatnonzero(bad)
+            rows = bad.nonzero()[0]
             drawn[rows] = self._fill(lanes[rows], draws)
         self.candidates[lanes] = drawn
 
@@ -296,7 +305,7 @@ class SessionVectorEnv(VectorEnv):
         got = [] if got is None else got
         while len(got) < C:         # unseen draws in order, each item once (dict keys keep the first)
             drawn = rng.integers(0, self.n_items, size=2 * (C - len(got)) + 4)
-            fresh = [item for item, was_seen in zip(drawn.tolist(), seen[drawn].tolist()) if not was_seen]
+            fresh = drawn[~seen[drawn]].tolist()
             got = list(dict.fromkeys(got + fresh))[:C]
         return got
 
@@ -340,7 +349,7 @@ class SessionVectorEnv(VectorEnv):
         rewards = np.zeros(N)
         terminated = np.zeros(N, dtype=bool)
         truncated = np.zeros(N, dtype=bool)
-        stepped = np.ones(N, dtype=bool)
+        stepped = None                           # every sub-env steps unless some ended
         if self._ended.any():
             if self.autoreset_mode == AutoresetMode.NEXT_STEP:
                 stepped = ~self._ended
@@ -349,11 +358,11 @@ class SessionVectorEnv(VectorEnv):
             elif self.autoreset_mode == AutoresetMode.DISABLED:
                 raise RuntimeError("sub-envs " + str(np.flatnonzero(self._ended).tolist()) + " have ended: reset them "
                                    "with reset(options={'reset_mask': mask}) (autoreset_mode is DISABLED)")
-        lanes = np.flatnonzero(stepped)
+        lanes = self._all if stepped is None else stepped.nonzero()[0]
         info: dict[str, Any] = {}
         if len(lanes):
             self._step_lanes(lanes, actions[lanes], rewards, terminated, truncated, info)
-        self._draw_candidates(np.arange(N))
+        self._draw_candidates(self._all)
         done = terminated | truncated
         self._ended = done.copy()
         obs = self._observe()
@@ -385,10 +394,14 @@ class SessionVectorEnv(VectorEnv):
         n = len(lanes)
         acts = actions.astype(np.int64, copy=False).reshape(n, S)
         srt = np.sort(acts, axis=1)
-        fine = (srt[:, 0] >= 0) & (srt[:, -1] < C) & ~(srt[:, 1:] == srt[:, :-1]).any(axis=1)
-        pos = acts if fine.all() else acts.copy()
-        for row in np.flatnonzero(~fine).tolist():
-            pos[row] = slate_from_action(acts[row], C)
+        repeats = srt[:, 1:] == srt[:, :-1]
+        if srt[:, 0].min() >= 0 and srt[:, -1].max() < C and not repeats.any():
+            pos = acts                                   # every slate is S distinct candidates
+        else:
+            fine = (srt[:, 0] >= 0) & (srt[:, -1] < C) & ~repeats.any(axis=1)
+            pos = acts.copy()
+            for row in (~fine).nonzero()[0].tolist():
+                pos[row] = slate_from_action(acts[row], C)
         items = self.candidates[lanes[:, None], pos]
         users = self.users[lanes]
         pages = self.t[lanes] + 1
@@ -399,7 +412,7 @@ class SessionVectorEnv(VectorEnv):
         minutes = np.zeros(n)
         ratings = np.zeros(n)
         for k in range(picks.shape[1]):
-            rows = np.flatnonzero(picks[:, k] >= 0)
+            rows = (picks[:, k] >= 0).nonzero()[0]
             if not len(rows):
                 break
             item = items[rows, picks[rows, k]]
@@ -455,10 +468,8 @@ class SessionVectorEnv(VectorEnv):
         user = np.empty((n, f.user_dim), dtype=np.float32)
         user[:, :-1] = f.user_static[users]
         user[:, -1] = np.minimum(t / 10.0, 1.0)
-        cand = np.empty((n, self.C, f.item_dim), dtype=np.float32)
-        cand[:, :, : G + 2] = f.item_static[cands]
-        cand[:, :, G + 2] = np.matmul(cand[:, :, :G], f.user_static[users, :G][:, :, None])[:, :, 0]
-        cand[:, :, G + 3] = 0.0
+        cand = self._item_obs[cands]           # the static columns, then the affinity column in place
+        np.matmul(cand[:, :, :G], self._user_taste[users][:, :, None], out=cand[:, :, G + 2:G + 3])
         if self.H:
             hist = self._gdist_pad[self._recent if lanes is None else self._recent[lanes]]
         else:
