@@ -140,6 +140,13 @@ class ParametricBrain(Brain, BatchSessionBrain):
             self._u0 = np.full(len(population), float(cal["slate_no_click"]))
         else:
             self._u0 = self.reference + p.no_click_utility
+        # the per-page and per-watch scalars as Python floats (the same numbers, without a numpy
+        # scalar per lookup), and the rating model's genre term with its weight applied
+        self._u0_l = self._u0.tolist()
+        self._user_pop_l = self._user_pop.tolist()
+        self._r_mean_l, self._r_std_l = self.r_mean.tolist(), self.r_std.tolist()
+        self._quality_l, self._duration_l = catalog.quality.tolist(), catalog.duration.tolist()
+        self._raff_g = self.r_affinity * self.gdist
 
     @classmethod
     def uses_fitted_users(cls, params: ParametricBrain.Params) -> bool:
@@ -209,8 +216,8 @@ class ParametricBrain(Brain, BatchSessionBrain):
         if type(items) is not np.ndarray or items.dtype != np.int64:
             items = np.asarray(items, dtype=np.int64)
         n = len(items)
-        g = self.gdist[items]
-        util = g @ self._taste_b[u] + self._user_pop[u] * self._pop[items] + self._item_base[items]
+        g = self.gdist.take(items, axis=0)
+        util = g @ self._taste_b[u] + self._user_pop_l[u] * self._pop.take(items) + self._item_base.take(items)
         if self._uf is not None:
             util += self._vf[items] @ self._uf[u]
         util += self._position[:n] if n <= len(self._position) else self._position_for(n)
@@ -233,7 +240,7 @@ class ParametricBrain(Brain, BatchSessionBrain):
         return util
 
     def no_click_utility(self, state: UserState) -> float:
-        return self._u0[state.index] + self._fatigue * max(0, state.pages_seen - 1)
+        return self._u0_l[state.index] + self._fatigue * max(0, state.pages_seen - 1)
 
     def click_probabilities(self, state: UserState, items: np.ndarray) -> np.ndarray:
         """The true probability that the user's first pick on this page is each item
@@ -319,19 +326,17 @@ class ParametricBrain(Brain, BatchSessionBrain):
         u = state.index
         if self._ratings is not None:
             return self._ratings.expected(u, self.rating_deviation(u, item))
-        return float(self.r_mean[u] + self.r_quality * self.catalog.quality[item]
-                     + self.r_affinity * self.gdist[item] @ self.raff[u])
+        return self._r_mean_l[u] + self.r_quality * self._quality_l[item] + float(self._raff_g[item] @ self.raff[u])
 
     def consume(self, state: UserState, item: int, now: float) -> Consumption:
         rng = state.rng
         if self._ratings is not None:
             rating = self._ratings.emit(state.index, self.rating_deviation(state.index, item), rng.random())
         else:
-            noisy = self.expected_rating(state, item) + rng.normal(0, self.params.rating_noise * self.r_std[state.index])
+            noisy = self.expected_rating(state, item) + rng.normal(0, self.params.rating_noise * self._r_std_l[state.index])
             rating = float(min(max(round(float(noisy)), 1), 5))     # np.clip(np.rint(noisy), 1, 5): halves to even
         share = 1.0 if rating >= 3 else float(rng.uniform(0.15, 0.7))     # disliked items are abandoned
-        return Consumption(minutes=float(self.catalog.duration[item]) * share, rating=rating,
-                           feeling=FEELINGS[max(1, int(rating))])
+        return Consumption(self._duration_l[item] * share, rating, FEELINGS[max(1, int(rating))])
 
     # ------------------------------------------------------------------ many users at once
 
