@@ -160,3 +160,20 @@ def test_the_greedy_sb3_slate_is_the_best_scored_distinct_candidates():
             np.allclose(np.sort(scores[action])[::-1], np.sort(scores)[::-1][:S])
         sampled, _ = model.predict(obs, deterministic=False)
         assert sampled.shape == action.shape and ((0 <= sampled) & (sampled < env.unwrapped.C)).all()
+
+
+def test_training_keeps_sb3s_log_in_the_run_folder_and_leaves_nothing_in_tmp(tmp_path, monkeypatch):
+    """SB3 alone makes an ``SB3-<date>`` folder in the temp directory on every ``learn``."""
+    import tempfile
+
+    from recworld.simulator.studies.rl import train
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    train(RL, steps=4096, log_dir=tmp_path / "sb3")              # two PPO updates
+    train(RL, steps=64)
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("SB3")] == []
+    log = pd.read_csv(tmp_path / "sb3" / "progress.csv")
+    assert len(log) >= 1 and {"train/loss", "time/fps"} <= set(log.columns)

@@ -28,14 +28,17 @@ def make_env(scenario, overrides=None, env_id: str = "recworld/Session-v0"):
 
 def train(scenario, algo: str = "ppo", steps: int = 30_000, seed: int = 0, overrides=None, n_envs: int = 4,
           progress: bool = False, env_id: str = "recworld/Session-v0", callback=None, threads: int | None = 1,
-          vec_env: str = "native"):
+          vec_env: str = "native", log_dir: str | Path | None = None):
     """Train a policy on ``n_envs`` copies of the env; returns the stable-baselines3 model.
 
     ``threads``: torch threads while training (1 suits these small networks; ``None`` keeps
     torch's setting); the previous setting is restored afterwards.  ``vec_env``: ``"native"``
     steps Session-v0's copies together (the natively vectorised env, one random stream per
     copy: the same trajectories, and so the same model, as ``"dummy"``, SB3's DummyVecEnv of
-    single envs); other env ids use ``"dummy"``; ``"subproc"`` runs each copy in a process."""
+    single envs); other env ids use ``"dummy"``; ``"subproc"`` runs each copy in a process.
+    ``log_dir``: where SB3 writes its training log (``progress.csv``: losses, entropy, steps
+    per second per update); without it nothing is written (SB3 alone would leave an empty
+    ``SB3-<date>`` folder in the temp directory on every call)."""
     from stable_baselines3.common.env_util import make_vec_env
 
     from recworld.simulator.gym.policies import torch_threads
@@ -61,6 +64,12 @@ def train(scenario, algo: str = "ppo", steps: int = 30_000, seed: int = 0, overr
         kw = dict(n_steps=512, batch_size=256, learning_rate=1e-3, ent_coef=0.0) if algo == "ppo" else {}
         model = algo_cls(slate_policy_class(), venv, seed=seed, policy_kwargs=policy_kwargs(), verbose=0, device="cpu",
                          **kw)
+        from stable_baselines3.common.logger import Logger, configure
+
+        if log_dir is not None:
+            model.set_logger(configure(str(log_dir), ["csv"]))
+        else:
+            model.set_logger(Logger(folder=None, output_formats=[]))
         model.learn(total_timesteps=steps, progress_bar=progress, callback=callback)
     return model
 
@@ -311,7 +320,7 @@ def train_and_evaluate(scenario, out: str | Path, algo: str = "ppo", steps: int 
         policy_name = "ppo-rllib"
     else:
         curve = _curve_callback(steps, progress)
-        model = train(scn, algo=algo, steps=steps, seed=seed, callback=curve)
+        model = train(scn, algo=algo, steps=steps, seed=seed, callback=curve, log_dir=out / "sb3")
         model.save(out / "model.zip")         # SB3's format (pickled parts: load only your own)
         save_policy(model, out, meta)         # policy.pt + policy.json: what `policy` loads, no unpickling
         rows, model_file, policy_name = curve.rows, out / "model.zip", algo
