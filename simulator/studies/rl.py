@@ -9,6 +9,7 @@ and learns from far fewer steps than a flat MLP over all candidates at once.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,9 @@ import numpy as np
 
 from recworld.simulator.gym.policies import (ALGOS, CandidateScorer, _algo, load_policy,  # noqa: F401
                                              policy_kwargs, save_policy, slate_policy_class)
+
+
+TRAIN_ENVS = 4            # envs ``train`` steps together (its default ``n_envs``)
 
 
 def make_env(scenario, overrides=None, env_id: str = "recworld/Session-v0"):
@@ -26,7 +30,7 @@ def make_env(scenario, overrides=None, env_id: str = "recworld/Session-v0"):
     return gym.make(env_id, scenario=scenario, overrides=overrides)
 
 
-def train(scenario, algo: str = "ppo", steps: int = 30_000, seed: int = 0, overrides=None, n_envs: int = 4,
+def train(scenario, algo: str = "ppo", steps: int = 30_000, seed: int = 0, overrides=None, n_envs: int = TRAIN_ENVS,
           progress: bool = False, env_id: str = "recworld/Session-v0", callback=None, threads: int | None = 1,
           vec_env: str = "native", log_dir: str | Path | None = None):
     """Train a policy on ``n_envs`` copies of the env; returns the stable-baselines3 model.
@@ -320,7 +324,15 @@ def train_and_evaluate(scenario, out: str | Path, algo: str = "ppo", steps: int 
         policy_name = "ppo-rllib"
     else:
         curve = _curve_callback(steps, progress)
+        t0, c0 = time.perf_counter(), time.process_time()
         model = train(scn, algo=algo, steps=steps, seed=seed, callback=curve, log_dir=out / "sb3")
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        done = int(model.num_timesteps)
+        speed = {"engine": "sb3", "algo": algo, "steps": done, "envs": TRAIN_ENVS, "vec_env": "native",
+                 "torch_threads": 1, "train_seconds": round(wall, 3), "train_cpu_seconds": round(cpu, 3),
+                 "steps_per_second": round(done / max(wall, 1e-9), 1),
+                 "env_steps_per_second": round(env_steps_per_second(scn, TRAIN_ENVS, seed=seed), 1)}
+        (out / "training.json").write_text(json.dumps(speed, indent=2))
         model.save(out / "model.zip")         # SB3's format (pickled parts: load only your own)
         save_policy(model, out, meta)         # policy.pt + policy.json: what `policy` loads, no unpickling
         rows, model_file, policy_name = curve.rows, out / "model.zip", algo
@@ -338,8 +350,34 @@ def train_and_evaluate(scenario, out: str | Path, algo: str = "ppo", steps: int 
         results.append(compare_to(res, results[0]))
     save_results(results, out / "results.json")
     _plots(out, curve_df, results, scn.env.reward)
-    _report(out, scn, policy_name, steps, results, model_file.name)
-    return {"model": model_file, "results": results}
+    speed = json.loads((out / "training.json").read_text()) if (out / "training.json").exists() else {}
+    _report(out, scn, policy_name, steps, results, model_file.name, speed)
+    return {"model": model_file, "results": results, "speed": speed}
+
+
+def env_steps_per_second(scenario, n_envs: int = TRAIN_ENVS, seed: int = 0, seconds: float = 0.5) -> float:
+    """Steps per second (wall) of the env alone as ``train`` builds it (the native vector env of
+    ``n_envs`` Session-v0 users, random slates): what training would reach with a free policy."""
+    import gymnasium as gym
+
+    import recworld  # noqa: F401  (registers the environments)
+
+    env = gym.make_vec("recworld/Session-v0", num_envs=n_envs, vectorization_mode="vector_entry_point",
+                       scenario=scenario, rng="per_env", autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    try:
+        rng = np.random.default_rng(seed)
+        e = env.unwrapped
+        env.reset(seed=seed)
+        steps, t0 = 0, time.perf_counter()
+        while True:
+            for _ in range(64):
+                env.step(np.argsort(rng.random((n_envs, e.C)), axis=1)[:, : e.S])
+            steps += 64 * n_envs
+            elapsed = time.perf_counter() - t0
+            if elapsed >= seconds:
+                return steps / elapsed
+    finally:
+        env.close()
 
 
 def _train_rllib(scn, out: Path, steps: int, seed: int, meta: dict, progress: bool, address, env_runners: int,
@@ -386,9 +424,25 @@ def evaluation_lines(results: list[EvalResult], reward: str) -> list[str]:
     return lines
 
 
-def _report(out: Path, scn, algo: str, steps: int, results: list[EvalResult], model_file: str = "model.zip") -> None:
+def speed_line(speed: dict) -> str | None:
+    """How fast training ran, from ``training.json`` (None if it was not measured)."""
+    rate = speed.get("steps_per_second")
+    if not rate:
+        return None
+    line = f"{speed.get('steps', 0):,} steps in {speed.get('train_seconds', 0):.1f} s = {rate:,.0f} steps/s"
+    env = speed.get("env_steps_per_second")
+    if env:
+        line += (f"; the env alone: {env:,.0f} steps/s (the policy's forward passes and updates take "
+                 f"{max(0.0, 1 - rate / env):.0%} of training time)")
+    return line
+
+
+def _report(out: Path, scn, algo: str, steps: int, results: list[EvalResult], model_file: str = "model.zip",
+            speed: dict | None = None) -> None:
     saved = "`policy.pt`" if model_file == "policy.pt" else f"`{model_file}` / `policy.pt`"
+    fast = speed_line(speed or {})
     text = [f"# Training: {algo} on {scn.name}", "", f"{steps} training steps; policy in {saved}.",
+            *([f"Training speed: {fast} (`training.json`)."] if fast else []),
             "", "## Evaluation", "", "Every policy meets the same users and candidates (same seeds, same episode "
             "resets). The interval is a 95% two-level bootstrap (seeds, then episodes within them); the advantage "
             "is the trained policy's return minus the baseline's, paired by episode.", "", "```",
