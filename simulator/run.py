@@ -200,6 +200,7 @@ def finish(out: Path, scn, parts, sim_minutes: float, status: str, wall_seconds:
     shown = (np.bincount(parts.catalog.indices_of(imp["item_id"].to_numpy()), minlength=len(parts.catalog))
              if len(imp) else np.zeros(len(parts.catalog)))
     write_report(out, scn, metrics, ts, shown, status=status, plots=scn.output.plots)
+    del events, imp, ts                 # the explorer loads the run afresh: one copy of a big log at a time
     try:                                # the explorer; a failure here costs the page, not the run
         from recworld.simulator.output.html import write_html
 

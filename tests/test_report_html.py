@@ -336,3 +336,21 @@ def test_each_bins_ctr_is_of_the_slates_shown_in_it(run_dir):
     bin_of = lambda t: min(int(t // (ts["start_minute"].iloc[1] - ts["start_minute"].iloc[0])), len(ts) - 1)  # noqa: E731
     crossed = sum(bin_of(t) != bin_of(slates[s]) for t, s in zip(watches["time"], watches["slate_id"]))
     assert crossed > 0                          # the case this is about happens in this run
+
+
+def test_user_timelines_are_made_when_asked_for(run_dir, monkeypatch):
+    """A big run's events as one dict each would not fit in memory: the explorer makes a user's
+    records when that user is shown, in the log's order, and nothing per event up front."""
+    from recworld.simulator.output import view as V
+
+    real, made = V._records, []
+    monkeypatch.setattr(V, "_records", lambda df, cols: (cols is V._EVENT_COLS and made.append(len(df))) or real(df, cols))
+    v = V.RunView(load_run(run_dir))
+    assert made == []
+    ev = v.events
+    users = ev["user_id"].astype("int64")
+    assert list(v.by_user) == list(dict.fromkeys(users.tolist()))       # by first event, as before
+    assert len(v.by_user) == users.nunique() and -5 not in v.by_user and "x" not in v.by_user
+    for uid in list(v.by_user)[:8]:
+        assert v.by_user[uid] == real(ev[users == uid], V._EVENT_COLS)
+    assert made and sum(made) < len(ev)

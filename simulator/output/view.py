@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 from bisect import bisect_right
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,36 @@ _EVENT_COLS = ["time", "kind", "session", "item_id", "other_id", "slate_id", "po
                "position", "value", "items", "text", "_order"]
 
 
+class _UserRows(Mapping):
+    """Each user's events (in log order) as records, made when a user is asked for: a large
+    run's events as one dict each would not fit in memory (14M events: over 20 GB)."""
+
+    def __init__(self, ev: pd.DataFrame):
+        self.ev = ev
+        users = ev["user_id"].to_numpy(dtype=np.int64, na_value=-1)
+        self._order = np.argsort(users, kind="stable")        # by user, log order within a user
+        ids, starts = np.unique(users[self._order], return_index=True)
+        ends = np.append(starts[1:], len(users)).astype(np.int64)
+        first = np.argsort(self._order[starts], kind="stable")   # users by their first event
+        self._span = {int(ids[j]): (int(starts[j]), int(ends[j])) for j in first.tolist()}
+
+    def __getitem__(self, uid) -> list[dict]:
+        a, b = self._span[int(uid)]
+        return _records(self.ev.take(self._order[a:b]), _EVENT_COLS)
+
+    def __contains__(self, uid) -> bool:
+        try:
+            return int(uid) in self._span
+        except (TypeError, ValueError):
+            return False
+
+    def __iter__(self):
+        return iter(self._span)
+
+    def __len__(self) -> int:
+        return len(self._span)
+
+
 class RunView:
     """A loaded run (``recworld.load_run``), indexed for the explorer."""
 
@@ -122,14 +153,13 @@ class RunView:
         from recworld.simulator.output.metrics import impressions
 
         self.run = run
-        ev = run.events.copy()
-        ev["_order"] = np.arange(len(ev))
-        ev = ev.sort_values(["time", "_order"], kind="stable")
+        ev = run.events.assign(_order=np.arange(len(run.events)))       # no copy of the columns (copy on write)
+        time = ev["time"].to_numpy(dtype=np.float64, na_value=np.nan)
+        if len(time) > 1 and not (time[1:] >= time[:-1]).all():           # logs are written in time order
+            ev = ev.sort_values(["time", "_order"], kind="stable")
         self.events = ev
         kind = ev["kind"]
-        self.by_user: dict[int, list[dict]] = {}
-        for u, r in zip(ev["user_id"].tolist(), _records(ev, _EVENT_COLS)):
-            self.by_user.setdefault(int(u), []).append(r)
+        self.by_user = _UserRows(ev)
         chats = ev[kind == "chat"]
         self.chats_as_partner = {int(u): g for u, g in chats[chats["other_id"].notna()].groupby("other_id")}
         reads = ev[kind == "read_post"]
