@@ -248,8 +248,13 @@ def test_no_top_level_simulator_agents_or_recommenders_outside_the_repository(tm
              f"print(json.dumps({{n: str(importlib.util.find_spec(n)) for n in {FOLDERS!r}}}))")
     found = json.loads(_run([sys.executable, "-c", probe], cwd=tmp_path).stdout)
     assert found == {n: "None" for n in FOLDERS}, found
-    # and what the distribution lists at the top level of site-packages is recworld's alone
-    from importlib.metadata import files
+    # and what the distribution lists at the top level of site-packages is recworld's alone (the
+    # installed one: `python -m pytest` puts the checkout on the path, where a stale
+    # recworld.egg-info from an old build would otherwise answer)
+    import site
+    from importlib.metadata import distributions
 
-    tops = {str(f).split("/")[0] for f in files("recworld") or []}
+    installed = list(distributions(name="recworld", path=site.getsitepackages()))
+    assert installed, "recworld is not installed in this environment"
+    tops = {str(f).split("/")[0] for f in installed[0].files or []}
     assert not tops & set(FOLDERS), tops
