@@ -356,12 +356,11 @@ class ParametricBrain(Brain, BatchSessionBrain):
         if self._uf is not None:
             util += np.matmul(self._vf[items], self._uf[users][:, :, None])[:, :, 0]
         util += self._position_for(S)
-        if p.diversity_weight:
+        if p.diversity_weight and watched_any.any():
             # rows that watched something this session (all of them, most steps of a long episode)
             rows = slice(None) if watched_any.all() else watched_any.nonzero()[0]
-            if type(rows) is slice or len(rows):
-                novelty = np.matmul(g[rows], ~session_genres[rows][:, :, None])[:, :, 0]
-                util[rows] += (p.diversity_weight * self.diversity[users[rows]])[:, None] * novelty
+            novelty = np.matmul(g[rows], ~session_genres[rows][:, :, None])[:, :, 0]
+            util[rows] += (p.diversity_weight * self.diversity[users[rows]])[:, None] * novelty
         u0 = self._u0[users] + self._fatigue * np.maximum(0, pages_seen - 1)
         top = np.maximum(u0, _max(util, axis=1))
         w = np.exp(util - top[:, None])

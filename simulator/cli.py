@@ -232,8 +232,9 @@ def _cmd_train(args) -> int:
     print(f"policy: {res['model']}")
     from recworld.simulator.studies.rl import speed_line
 
-    if speed_line(res.get("speed") or {}):
-        print(f"training speed: {speed_line(res['speed'])}")
+    speed = speed_line(res.get("speed") or {})
+    if speed:
+        print(f"training speed: {speed}")
     for line in evaluation_lines(res["results"], scn.env.reward):
         print(line)
     print(f"  results: {out / 'results.json'}, report: {out / 'report.md'}, plots: {out / 'plots'}")

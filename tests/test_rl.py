@@ -38,11 +38,9 @@ def test_trained_ppo_beats_random_and_popularity(trained):
 @pytest.mark.slow
 def test_training_reports_its_speed_next_to_the_env_alone(trained):
     speed = json.loads((trained / "training.json").read_text())
-    model_steps = json.loads((trained / "policy.json").read_text()).get("steps")
-    assert speed["engine"] == "sb3" and speed["envs"] == 4 and speed["steps"] >= 30_000
-    assert model_steps is None or speed["steps"] >= model_steps
+    asked = json.loads((trained / "policy.json").read_text())["steps"]
+    assert speed["engine"] == "sb3" and speed["envs"] == 4 and speed["steps"] >= asked     # whole rollouts
     assert 0 < speed["steps_per_second"] < speed["env_steps_per_second"]
-    assert speed["train_seconds"] * speed["steps_per_second"] == pytest.approx(speed["steps"], rel=0.01)
     assert "steps/s; the env alone:" in (trained / "report.md").read_text()
     log = pd.read_csv(trained / "sb3" / "progress.csv")
     assert log["time/total_timesteps"].max() == speed["steps"]

@@ -318,8 +318,8 @@ def train_and_evaluate(scenario, out: str | Path, algo: str = "ppo", steps: int 
     (out / "scenario.yaml").write_text(scn.to_yaml())
     meta = {"algo": algo, "steps": steps, "seed": seed, "scenario": scn.name, "env": scn.env.model_dump()}
     if engine == "rllib":
-        rows, model_file = _train_rllib(scn, out, steps, seed, meta, progress, address, env_runners,
-                                        envs_per_runner, num_cpus)
+        rows, model_file, speed = _train_rllib(scn, out, steps, seed, meta, progress, address, env_runners,
+                                               envs_per_runner, num_cpus)
         model = load_policy(out)              # the saved policy.pt, as the `policy` recommender loads it
         policy_name = "ppo-rllib"
     else:
@@ -354,7 +354,6 @@ def train_and_evaluate(scenario, out: str | Path, algo: str = "ppo", steps: int 
         results.append(compare_to(res, results[0]))
     save_results(results, out / "results.json")
     _plots(out, curve_df, results, scn.env.reward)
-    speed = json.loads((out / "training.json").read_text()) if (out / "training.json").exists() else {}
     _report(out, scn, policy_name, steps, results, model_file.name, speed)
     return {"model": model_file, "results": results, "speed": speed}
 
@@ -385,7 +384,7 @@ def env_steps_per_second(scenario, n_envs: int = TRAIN_ENVS, seed: int = 0, seco
 
 
 def _train_rllib(scn, out: Path, steps: int, seed: int, meta: dict, progress: bool, address, env_runners: int,
-                 envs_per_runner: int, num_cpus) -> tuple[list, Path]:
+                 envs_per_runner: int, num_cpus) -> tuple[list, Path, dict]:
     import json
 
     from recworld.simulator.output.progress import progress_bar
@@ -404,7 +403,7 @@ def _train_rllib(scn, out: Path, steps: int, seed: int, meta: dict, progress: bo
         bar.close()
     save_rllib_policy(res["net"], res["observation_space"], out, dict(meta, steps_sampled=res["info"]["steps"]))
     (out / "training.json").write_text(json.dumps(res["info"], indent=2, default=str))
-    return res["curve"], out / "policy.pt"
+    return res["curve"], out / "policy.pt", res["info"]
 
 
 def evaluation_lines(results: list[EvalResult], reward: str) -> list[str]:
