@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -84,6 +85,11 @@ def run_scenario(scenario, out: str | Path | None = None, overrides: list[str] |
     wall = time.perf_counter() - t0
     try:
         extra = world_stats(world)
+        sim_minutes = world.env.now
+        # what the world kept (users' states, the recommender's caches, pending processes) is not
+        # needed for the metrics and the explorer: freed before they load the event log
+        del world
+        gc.collect()
         if status == "completed":
             status = llm_status(scn, extra)
         if resumed is not None:
@@ -92,7 +98,7 @@ def run_scenario(scenario, out: str | Path | None = None, overrides: list[str] |
                                     new_calls=int(llm.get("calls", 0)))
             log.info("resumed %s: %d LLM answers replayed from the cache, %d new calls", out,
                      extra["resumed"]["replayed_from_cache"], extra["resumed"]["new_calls"])
-        finish(out, scn, parts, sim_minutes=world.env.now, status=status, wall_seconds=wall,
+        finish(out, scn, parts, sim_minutes=sim_minutes, status=status, wall_seconds=wall,
                extra=extra, overrides=overrides)
     except Exception:
         if error is None:
@@ -190,17 +196,18 @@ def finish(out: Path, scn, parts, sim_minutes: float, status: str, wall_seconds:
                "recommender": scn.recommender.name, "brain": scn.population.brain.name,
                "wall_seconds": round(wall_seconds, 3), "simulated_days": round(float(sim_minutes) / 1440.0, 4),
                "overrides": list(overrides or [])}
-    metrics.update(compute_metrics(events, parts.catalog, len(parts.population), duration))
+    imp = impressions(events)           # made once: the metrics, the time series and the report use it
+    metrics.update(compute_metrics(events, parts.catalog, len(parts.population), duration, imp=imp))
     metrics.update(extra or {})
     metrics["provenance"] = provenance(scn)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    ts = time_series(events, parts.catalog, duration)
+    ts = time_series(events, parts.catalog, duration, imp=imp)
     ts.to_csv(out / "timeseries.csv", index=False)
-    imp = impressions(events)
     shown = (np.bincount(parts.catalog.indices_of(imp["item_id"].to_numpy()), minlength=len(parts.catalog))
              if len(imp) else np.zeros(len(parts.catalog)))
+    del events, imp                     # the explorer loads the run afresh: one copy of a big log at a time
     write_report(out, scn, metrics, ts, shown, status=status, plots=scn.output.plots)
-    del events, imp, ts                 # the explorer loads the run afresh: one copy of a big log at a time
+    del ts
     try:                                # the explorer; a failure here costs the page, not the run
         from recworld.simulator.output.html import write_html
 

@@ -194,3 +194,38 @@ def test_gini_reference_values():
     assert gini(np.ones(10)) == pytest.approx(0.0)
     assert gini(np.r_[np.zeros(99), 1.0]) == pytest.approx(0.99)
     assert gini(np.zeros(5)) == 0.0
+
+
+def _slates(items, slate_ids):
+    n = len(items)
+    return pd.DataFrame({
+        "time": [float(i) for i in range(n)], "kind": ["slate"] * n,
+        "user_id": pd.array(range(10, 10 + n), dtype="Int64"), "slate_id": pd.array(slate_ids, dtype="Int64"),
+        "page": pd.array([0] * n, dtype="Int32"), "items": items})
+
+
+def _exploded(ev):
+    """impressions as DataFrame.explode makes them (the reference the numpy path must match)."""
+    from recworld.simulator.output.metrics import _impressions_explode
+
+    return _impressions_explode(ev.loc[ev["kind"] == "slate", ["time", "user_id", "slate_id", "page", "items"]])
+
+
+@pytest.mark.parametrize("items, slate_ids", [
+    ([np.array([5, 3, 9]), np.array([], dtype=np.int64), np.array([7])], [1, 2, 3]),   # an empty slate
+    ([[4, 1], [2, 8, 6]], [1, 2]),                                                     # plain lists
+    ([np.array([5, 3]), np.array([2, 1])], [7, 7]),                                    # a repeated slate id
+    ([np.array([5, 3]), None], [1, 2]),                                                # a slate without items
+])
+def test_impressions_match_the_exploded_slates(items, slate_ids):
+    ev = _slates(items, slate_ids)
+    got = impressions(ev)
+    pd.testing.assert_frame_equal(got, _exploded(ev), check_exact=True)
+    assert len(got) == sum(len(x) for x in items if x is not None)
+
+
+def test_impressions_of_a_run_match_the_exploded_slates(small_scenario, tmp_path):
+    ev = load_run(run_scenario(small_scenario, tmp_path / "r", progress=False)).events
+    got = impressions(ev)
+    assert len(got) > 100
+    pd.testing.assert_frame_equal(got, _exploded(ev), check_exact=True)
