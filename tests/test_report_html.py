@@ -354,3 +354,39 @@ def test_user_timelines_are_made_when_asked_for(run_dir, monkeypatch):
     for uid in list(v.by_user)[:8]:
         assert v.by_user[uid] == real(ev[users == uid], V._EVENT_COLS)
     assert made and sum(made) < len(ev)
+
+
+def test_view_indexes_match_pandas_groupby():
+    """The explorer's lazy indexes give what the pandas groupby they replace gives."""
+    import numpy as np
+    import pandas as pd
+
+    from recworld.simulator.output.view import _Groups, _readers, _WatchTimes
+
+    rng = np.random.default_rng(5)
+    n = 400
+    frame = pd.DataFrame({
+        "time": np.sort(rng.random(n) * 100),
+        "user_id": pd.array(rng.integers(0, 30, n), dtype="Int64"),
+        "item_id": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(0, 12, n)), dtype="Int64"),
+        "post_id": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(0, 40, n)), dtype="Int64"),
+        "text": pd.array(rng.choice(["a", "b", None], n), dtype="str"),
+    })
+    groups = _Groups(frame, "item_id")
+    expected = dict(iter(frame.groupby("item_id")))
+    assert len(groups) == len(expected)
+    for key, g in expected.items():
+        pd.testing.assert_frame_equal(groups.get(key), g)
+    assert groups.get(999) is None and groups.get(pd.NA) is None
+
+    readers = frame.groupby("post_id")["user_id"].agg(list).to_dict()
+    assert _readers(frame) == {int(k): [int(u) for u in v] for k, v in readers.items()}
+
+    times: dict = {}
+    for u, i, t in zip(frame["user_id"], frame["item_id"], frame["time"]):
+        if i is not pd.NA:
+            times.setdefault((int(u), int(i)), []).append(float(t))
+    wt = _WatchTimes(frame)
+    for u in range(32):
+        for i in range(14):
+            assert wt.get((u, i)) == times.get((u, i))
