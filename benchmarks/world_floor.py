@@ -34,6 +34,7 @@ BRAIN_CALLS = ("choose_activity", "search_query", "choose_from_slate", "consume"
 
 
 def _scenario(users: int, days: float, items: int, recommender: str, seed: int):
+    """The world world_scale.py measures (a copy: each benchmark runs as a script on its own)."""
     from recworld.simulator.scenario import load_scenario
 
     return load_scenario({
@@ -139,7 +140,6 @@ def _timed_run(world) -> float:
 
 
 def child(mode: str, users: int, days: float, items: int, recommender: str, seed: int) -> dict:
-
     from recworld.simulator.build import build_parts, build_world
     from recworld.simulator.engine.events import read_events
 
@@ -178,6 +178,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="full and replayed runs, alternating (medians printed)")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.rounds < 1 or a.users < 1 or a.days <= 0 or a.items < 1:
+        ap.error("--rounds, --users and --items must be at least 1 and --days above 0")
     if a._child:
         print(json.dumps(child(a._child, a.users, a.days, a.items, a.recommender, a.seed)))
         return

@@ -207,7 +207,6 @@ def finish(out: Path, scn, parts, sim_minutes: float, status: str, wall_seconds:
              if len(imp) else np.zeros(len(parts.catalog)))
     del events, imp                     # the explorer loads the run afresh: one copy of a big log at a time
     write_report(out, scn, metrics, ts, shown, status=status, plots=scn.output.plots)
-    del ts
     try:                                # the explorer; a failure here costs the page, not the run
         from recworld.simulator.output.html import write_html
 

@@ -138,17 +138,22 @@ class _WatchTimes:
         return self.times[a:b].tolist() if a < b else None
 
 
+def _key_spans(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows grouped by key without a groupby: ``order`` sorts the rows by key (stable, so rows
+    keep their order within a key), and key ``ids[j]`` owns ``order[starts[j]:ends[j]]``."""
+    order = np.argsort(keys, kind="stable")
+    ids, starts = np.unique(keys[order], return_index=True)
+    return order, ids, starts, np.append(starts[1:], len(keys))
+
+
 def _readers(reads: pd.DataFrame) -> dict[int, list]:
     """post id -> the users who read it, in log order (``reads.groupby("post_id")["user_id"].agg(list)``
     without a Python call per post)."""
     if not len(reads):
         return {}
-    posts = reads["post_id"].to_numpy(dtype=np.int64, na_value=-1)
+    order, ids, starts, _ = _key_spans(reads["post_id"].to_numpy(dtype=np.int64, na_value=-1))
     users = reads["user_id"].to_numpy(dtype=np.int64, na_value=-1)
-    order = np.argsort(posts, kind="stable")
-    ids, starts = np.unique(posts[order], return_index=True)
-    per_post = np.split(users[order], starts[1:])
-    out = {int(p): u.tolist() for p, u in zip(ids.tolist(), per_post)}
+    out = {p: u.tolist() for p, u in zip(ids.tolist(), np.split(users[order], starts[1:]))}
     out.pop(-1, None)
     return out
 
@@ -160,10 +165,7 @@ class _Groups:
 
     def __init__(self, frame: pd.DataFrame, column: str):
         self.frame = frame
-        keys = frame[column].to_numpy(dtype=np.int64, na_value=-1)
-        self._order = np.argsort(keys, kind="stable")
-        ids, starts = np.unique(keys[self._order], return_index=True)
-        ends = np.append(starts[1:], len(keys))
+        self._order, ids, starts, ends = _key_spans(frame[column].to_numpy(dtype=np.int64, na_value=-1))
         self._span = dict(zip(ids.tolist(), zip(starts.tolist(), ends.tolist())))
         self._span.pop(-1, None)                       # rows without a key belong to no group
 
@@ -172,9 +174,6 @@ class _Groups:
         if span is None:
             return default
         return self.frame.take(self._order[span[0]:span[1]])
-
-    def __contains__(self, key) -> bool:
-        return key is not None and key is not pd.NA and int(key) in self._span
 
     def __len__(self) -> int:
         return len(self._span)
@@ -186,10 +185,7 @@ class _UserRows(Mapping):
 
     def __init__(self, ev: pd.DataFrame):
         self.ev = ev
-        users = ev["user_id"].to_numpy(dtype=np.int64, na_value=-1)
-        self._order = np.argsort(users, kind="stable")        # by user, log order within a user
-        ids, starts = np.unique(users[self._order], return_index=True)
-        ends = np.append(starts[1:], len(users)).astype(np.int64)
+        self._order, ids, starts, ends = _key_spans(ev["user_id"].to_numpy(dtype=np.int64, na_value=-1))
         first = np.argsort(self._order[starts], kind="stable")   # users by their first event
         self._span = {int(ids[j]): (int(starts[j]), int(ends[j])) for j in first.tolist()}
 
